@@ -1,0 +1,19 @@
+"""handgrad: neural networks whose gradients are derived by hand.
+
+    import handgrad as hg
+    from handgrad import layers, losses, optim
+"""
+from . import backend, callbacks, data, init, layers, losses, metrics, optim
+from .backend import get_device, set_device
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
+from .gradcheck import GradcheckResult, gradcheck
+from .io import load, save
+from .model import Sequential
+from .training import cross_validate, evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = ["Sequential", "fit", "evaluate", "cross_validate", "save", "load", "gradcheck",
+           "GradcheckResult", "set_device", "get_device", "Callback", "History", "EarlyStopping",
+           "ModelCheckpoint", "LambdaCallback", "layers", "losses", "optim", "data", "init",
+           "metrics", "callbacks", "backend", "__version__"]

@@ -1,0 +1,61 @@
+"""Input validation shared by layers, losses and training: errors name the caller, what it
+expected and what it got (never ``assert``, never silent broadcasting)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from . import backend
+
+
+def check_float_array(x: Any, where: str, ndim: int | tuple[int, ...] | None = None,
+                      last: int | None = None, name: str = "input"):
+    """Return ``x`` if it is a float32/float64 array of the given rank and last-axis width."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{where}: expected {name} to be an array, got {type(x).__name__}")
+    if x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if x.ndim not in allowed:
+            want = " or ".join(f"{k}-D" for k in allowed)
+            raise ValueError(f"{where}: expected {name} to be {want}, got shape {tuple(x.shape)}")
+    if last is not None and (x.ndim == 0 or x.shape[-1] != last):
+        raise ValueError(f"{where}: expected {name} with last dimension {last}, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_finite(x: Any, where: str, name: str = "input") -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or Inf."""
+    xp = backend.array_module(x)
+    if x.dtype.kind == "f" and not bool(xp.isfinite(x).all()):
+        raise ValueError(f"{where}: {name} contains NaN or Inf values")
+
+
+def check_positive_int(value: Any, where: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
+        raise ValueError(f"{where}: expected {name} to be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_probability(value: Any, where: str, name: str, *, closed_right: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: expected {name} to be a number, got {type(value).__name__}") from None
+    ok = 0.0 <= v <= 1.0 if closed_right else 0.0 <= v < 1.0
+    if not ok:
+        interval = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"{where}: expected {name} in {interval}, got {value!r}")
+    return v
+
+
+def check_nonnegative(value: Any, where: str, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: expected {name} to be a number, got {type(value).__name__}") from None
+    if not (v >= 0.0) or v == float("inf"):
+        raise ValueError(f"{where}: expected {name} to be a finite number >= 0, got {value!r}")
+    return v

@@ -1,0 +1,47 @@
+"""Stateless, numerically stable kernels shared by layers and losses.
+
+Each takes and returns arrays of one namespace (``xp`` is found from the argument), so the
+same code serves NumPy and CuPy.
+"""
+from __future__ import annotations
+
+from . import backend
+
+
+def sigmoid(z):
+    """σ(z) = 1/(1 + e^{-z}), computed as ½(1 + tanh(z/2)): no overflow for any z."""
+    xp = backend.array_module(z)
+    y = xp.tanh(z * 0.5)
+    y += 1
+    y *= 0.5
+    return y
+
+
+def log_softmax(z, axis: int = -1):
+    """ln softmax(z) = z − max z − ln Σ e^{z − max z}: stable for logits of any size."""
+    xp = backend.array_module(z)
+    shifted = z - z.max(axis=axis, keepdims=True)
+    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
+
+
+def softmax(z, axis: int = -1):
+    """softmax(z)_j = e^{z_j} / Σ_k e^{z_k} (``003`` §3), shifted by max z for stability."""
+    xp = backend.array_module(z)
+    e = xp.exp(z - z.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def softplus(z):
+    """ln(1 + e^z) = max(z, 0) + ln(1 + e^{−|z|}): stable for any z."""
+    xp = backend.array_module(z)
+    return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+def one_hot(labels, num_classes: int, dtype):
+    """Integer labels of any shape → one-hot array with a trailing class axis."""
+    xp = backend.array_module(labels)
+    out = xp.zeros(labels.shape + (num_classes,), dtype=dtype)
+    xp.put_along_axis(out, labels[..., None].astype(xp.int64), 1, axis=-1)
+    return out

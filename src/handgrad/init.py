@@ -1,0 +1,73 @@
+"""Weight and bias initializers. Each takes a shape, the fan-in/fan-out, a generator and a
+dtype, and returns a NumPy array (layers move it to their device).
+
+``normal_fan_in`` is the default: ``003`` §4 shows that weights drawn from N(0, 1/p), p the
+number of inputs of a neuron, keep the weighted input z ~ N(0, 1) for unit inputs and so avoid
+early saturation; the notes draw biases from N(0, 1) (``bias="normal"``), we default to zeros.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy
+
+WEIGHT_INITS: dict[str, Callable] = {}
+BIAS_INITS = ("zeros", "normal")
+
+
+def _weight_init(fn: Callable) -> Callable:
+    WEIGHT_INITS[fn.__name__] = fn
+    return fn
+
+
+@_weight_init
+def normal_fan_in(shape, fan_in: int, fan_out: int, rng: numpy.random.Generator, dtype):
+    """w ~ N(0, 1/fan_in) (``003`` §4)."""
+    return (rng.standard_normal(shape) / math.sqrt(fan_in)).astype(dtype)
+
+
+@_weight_init
+def xavier_normal(shape, fan_in: int, fan_out: int, rng: numpy.random.Generator, dtype):
+    """Glorot & Bengio (2010): w ~ N(0, 2/(fan_in + fan_out))."""
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / (fan_in + fan_out))).astype(dtype)
+
+
+@_weight_init
+def xavier_uniform(shape, fan_in: int, fan_out: int, rng: numpy.random.Generator, dtype):
+    """Glorot & Bengio (2010): w ~ U(-a, a), a = sqrt(6/(fan_in + fan_out))."""
+    a = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-a, a, size=shape).astype(dtype)
+
+
+@_weight_init
+def he_normal(shape, fan_in: int, fan_out: int, rng: numpy.random.Generator, dtype):
+    """He et al. (2015), for ReLU units: w ~ N(0, 2/fan_in)."""
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+@_weight_init
+def he_uniform(shape, fan_in: int, fan_out: int, rng: numpy.random.Generator, dtype):
+    """He et al. (2015): w ~ U(-a, a), a = sqrt(6/fan_in)."""
+    a = math.sqrt(6.0 / fan_in)
+    return rng.uniform(-a, a, size=shape).astype(dtype)
+
+
+@_weight_init
+def standard_normal(shape, fan_in: int, fan_out: int, rng: numpy.random.Generator, dtype):
+    """w ~ N(0, 1): the naive choice ``003`` §4 warns saturates neurons with many inputs."""
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def weights(name: str, shape, fan_in: int, fan_out: int, rng, dtype, where: str):
+    if name not in WEIGHT_INITS:
+        raise ValueError(f"{where}: unknown weight_init {name!r}; expected one of {sorted(WEIGHT_INITS)}")
+    return WEIGHT_INITS[name](shape, fan_in, fan_out, rng, dtype)
+
+
+def bias(name: str, shape, rng, dtype, where: str):
+    if name == "zeros":
+        return numpy.zeros(shape, dtype=dtype)
+    if name == "normal":
+        return rng.standard_normal(shape).astype(dtype)
+    raise ValueError(f"{where}: unknown bias_init {name!r}; expected one of {list(BIAS_INITS)}")

@@ -1,0 +1,151 @@
+"""Save and load models: one safetensors file holding the weights and, as JSON metadata,
+the architecture. No pickle anywhere; layers are rebuilt through the explicit registry in
+``handgrad.layers.base.REGISTRY`` from their constructor arguments.
+
+File layout (safetensors): tensors ``"layers.{i}.{name}"``; metadata ``"handgrad"`` (format
+version) and ``"architecture"`` (JSON: ``{"class": "Sequential", "layers": [{"class": ...,
+"config": {...}}, ...]}``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+
+import numpy
+
+from . import backend
+from .layers.base import REGISTRY
+from .model import Sequential
+
+FORMAT_VERSION = "1"
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+
+
+def _architecture(model: Sequential) -> dict:
+    return {"class": "Sequential",
+            "layers": [{"class": type(layer).__name__, "config": layer.get_config(),
+                        "trainable": layer.trainable} for layer in model.layers]}
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+    A failure leaves any previous file at ``path`` untouched."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".handgrad-", suffix=".tmp", dir=folder)
+    try:
+        # mkstemp creates 0600; give the file the mode a plain open() would (or the old file's)
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~umask
+        os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save(model: Sequential, path: str | os.PathLike) -> None:
+    """Write ``model`` (architecture + weights, bit for bit, same dtype) to exactly ``path``."""
+    from safetensors.numpy import save as st_save
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"save: expected a Sequential model, got {type(model).__name__}")
+    tensors = {}
+    for i, layer in enumerate(model.layers):
+        for k, p in layer.params.items():
+            tensors[f"layers.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
+    meta = {"handgrad": FORMAT_VERSION, "architecture": json.dumps(_architecture(model))}
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def _parse_header(data: bytes, where: str) -> dict:
+    if len(data) < 8:
+        raise ValueError(f"{where}: not a handgrad model file (only {len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > len(data):
+        raise ValueError(f"{where}: not a handgrad model file (header length {n} exceeds the file)")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: malformed safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{where}: malformed safetensors header (not a JSON object)")
+    return header
+
+
+def _build(arch, where: str) -> Sequential:
+    if not isinstance(arch, dict) or arch.get("class") != "Sequential" or not isinstance(arch.get("layers"), list):
+        raise ValueError(f"{where}: architecture must describe a Sequential model")
+    layers = []
+    for i, spec in enumerate(arch["layers"]):
+        if not isinstance(spec, dict) or not isinstance(spec.get("config", {}), dict):
+            raise ValueError(f"{where}: layer {i} has a malformed description")
+        cls = REGISTRY.get(spec.get("class"))
+        if cls is None:
+            raise ValueError(f"{where}: layer {i} has unknown class {spec.get('class')!r}; "
+                             f"known classes are {sorted(REGISTRY)}")
+        try:
+            layer = cls(**spec.get("config", {}))
+        except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+            raise ValueError(f"{where}: cannot rebuild layer {i} ({spec.get('class')}): {exc}") from None
+        layer.trainable = bool(spec.get("trainable", True))
+        layers.append(layer)
+    return Sequential(layers)
+
+
+def load(path: str | os.PathLike) -> Sequential:
+    """Rebuild the model saved at ``path``. Untrusted, truncated or malformed files raise
+    ``ValueError``; nothing in the file is executed."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    where = f"load({os.fspath(path)!r})"
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except IsADirectoryError:
+        raise ValueError(f"{where}: is a directory, not a model file") from None
+    header = _parse_header(data, where)
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or "architecture" not in meta:
+        raise ValueError(f"{where}: not a handgrad model file (no architecture metadata)")
+    if meta.get("handgrad") != FORMAT_VERSION:
+        raise ValueError(f"{where}: unsupported handgrad format version {meta.get('handgrad')!r}")
+    try:
+        arch = json.loads(meta["architecture"])
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: malformed architecture metadata ({exc})") from None
+    model = _build(arch, where)
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"{where}: malformed tensor data ({exc})") from None
+    expected = {f"layers.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
+    if set(tensors) != set(expected):
+        missing = sorted(set(expected) - set(tensors))
+        extra = sorted(set(tensors) - set(expected))
+        raise ValueError(f"{where}: tensors do not match the architecture (missing {missing}, unexpected {extra})")
+    xp = backend.default_xp()
+    for key, ref in expected.items():
+        arr = tensors[key]
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise ValueError(f"{where}: tensor {key} has shape {tuple(arr.shape)}, the architecture "
+                             f"expects {tuple(ref.shape)}")
+        if arr.dtype not in (numpy.float32, numpy.float64):
+            raise ValueError(f"{where}: tensor {key} has dtype {arr.dtype}, expected float32 or float64")
+        _, i, k = key.split(".", 2)
+        layer = model.layers[int(i)]
+        layer.params[k] = backend.asarray(arr, xp=xp)
+    for layer in model.layers:
+        layer.zero_grads()
+    return model

@@ -1,0 +1,11 @@
+"""Layers with hand-derived backward passes: ``from handgrad import layers``."""
+from .activations import BinaryThreshold, Identity, ReLU, Sigmoid, Softmax, StochasticBinary, Tanh
+from .base import REGISTRY, Layer, register
+from .dense import Dense
+from .dropout import Dropout, Flatten
+
+__all__ = [
+    "Layer", "register", "REGISTRY",
+    "Dense", "Sigmoid", "Tanh", "ReLU", "Identity", "Softmax", "BinaryThreshold",
+    "StochasticBinary", "Dropout", "Flatten",
+]

@@ -1,0 +1,156 @@
+"""Element-wise activations and the neuron models of ``003`` §1.
+
+Each activation σ maps z to a = σ(z) element-wise, so the backward pass is the element-wise
+product of ``003`` §2 statement (2): dC/dz = dC/da ⊙ σ'(z). Layers cache what that needs and
+nothing more (the output for sigmoid and tanh, whose derivatives are functions of it).
+Input and output shapes are equal and arbitrary, ``(N, ...)``.
+"""
+from __future__ import annotations
+
+from .. import backend, functional as F
+from .base import Layer, register
+
+
+@register
+class Identity(Layer):
+    """a = z, σ'(z) = 1: the linear neurons of ``003`` §1 (and §3's linear output units)."""
+
+    def _forward(self, x, training):
+        return x
+
+    def _backward(self, grad_y, need_input_grad):
+        return grad_y
+
+
+@register
+class Sigmoid(Layer):
+    """a = σ(z) = 1/(1 + e^{−z}); σ'(z) = σ(z)(1 − σ(z)) (``003`` §2), so backward
+    returns ``grad_y * a * (1 − a)`` using the cached output a. ``000`` eq. (1)/(8) use the
+    same derivative a(1 − a). Computed as ½(1 + tanh(z/2)), which never overflows."""
+
+    def _forward(self, x, training):
+        y = F.sigmoid(x)
+        if training:
+            self._y = y
+        return y
+
+    def _backward(self, grad_y, need_input_grad):
+        y = self._y
+        return grad_y * y * (1 - y)
+
+
+@register
+class Tanh(Layer):
+    """a = tanh(z); tanh'(z) = 1 − tanh²(z), so backward returns ``grad_y * (1 − a²)``."""
+
+    def _forward(self, x, training):
+        xp = backend.array_module(x)
+        y = xp.tanh(x)
+        if training:
+            self._y = y
+        return y
+
+    def _backward(self, grad_y, need_input_grad):
+        y = self._y
+        return grad_y * (1 - y * y)
+
+
+@register
+class ReLU(Layer):
+    """a = max(0, z), the rectified linear neurons of ``003`` §1; σ'(z) = 1 for z > 0 and 0
+    otherwise (we take 0 at the kink z = 0, as PyTorch does). Backward returns
+    ``grad_y * (a > 0)``."""
+
+    def _forward(self, x, training):
+        xp = backend.array_module(x)
+        y = xp.maximum(x, 0)
+        if training:
+            self._y = y
+        return y
+
+    def _backward(self, grad_y, need_input_grad):
+        xp = backend.array_module(grad_y)
+        return xp.where(self._y > 0, grad_y, 0).astype(grad_y.dtype, copy=False)
+
+
+@register
+class Softmax(Layer):
+    """a_j = e^{z_j} / Σ_k e^{z_k} over the last axis (``003`` §3).
+
+    Every output depends on every input of the row: ∂a_h/∂z_j = a_h(δ_hj − a_j) (the case
+    analysis of ``003`` §3). Backward applies that Jacobian without forming it:
+    dC/dz_j = a_j (g_j − Σ_h g_h a_h), with g = dC/da. For classification prefer the fused
+    ``losses.SoftmaxCrossEntropy`` (δ = a − y, cheaper and stabler).
+    """
+
+    def _forward(self, x, training):
+        y = F.softmax(x, axis=-1)
+        if training:
+            self._y = y
+        return y
+
+    def _backward(self, grad_y, need_input_grad):
+        y = self._y
+        return y * (grad_y - (grad_y * y).sum(axis=-1, keepdims=True))
+
+
+@register
+class BinaryThreshold(Layer):
+    """Binary thresholded neurons (``003`` §1): a = 1 if z ≥ θ, else 0.
+
+    The derivative is 0 everywhere except at z = θ, where it does not exist. Backward
+    therefore returns zeros: no error flows through a threshold unit, which is why such
+    networks cannot be trained by backpropagation (the reason smooth sigmoid neurons exist).
+    """
+
+    def __init__(self, theta: float = 0.0) -> None:
+        super().__init__()
+        try:
+            self.theta = float(theta)
+        except (TypeError, ValueError):
+            raise TypeError(f"BinaryThreshold: expected theta to be a number, got {theta!r}") from None
+
+    def _forward(self, x, training):
+        return (x >= self.theta).astype(x.dtype)
+
+    def _backward(self, grad_y, need_input_grad):
+        xp = backend.array_module(grad_y)
+        return xp.zeros_like(grad_y)
+
+    def get_config(self):
+        return {"theta": self.theta}
+
+
+@register
+class StochasticBinary(Layer):
+    """Stochastic binary neurons (``003`` §1): P(a = 1) = σ(z).
+
+    Training: samples a ~ Bernoulli(σ(z)) from the layer's generator. Otherwise: returns the
+    expectation σ(z). The sample has no derivative, so backward returns the derivative of the
+    expected output, ``grad_y * σ(z)(1 − σ(z))`` (the unbiased-mean "straight-through"
+    estimator); ``gradcheck`` therefore compares it with finite differences of the
+    ``training=False`` output.
+    """
+
+    stochastic = True
+    gradcheck_uses_expectation = True
+
+    def __init__(self, rng=None) -> None:
+        super().__init__()
+        self.rng = backend.make_rng(rng)
+
+    def set_rng(self, rng) -> None:
+        self.rng = backend.make_rng(rng)
+
+    def _forward(self, x, training):
+        p = F.sigmoid(x)
+        if not training:
+            return p
+        self._p = p
+        xp = backend.array_module(x)
+        u = backend.asarray(self.rng.random(x.shape, dtype=x.dtype), xp=xp)
+        return (u < p).astype(x.dtype)
+
+    def _backward(self, grad_y, need_input_grad):
+        p = self._p
+        return grad_y * p * (1 - p)

@@ -1,0 +1,99 @@
+"""The layer interface and the registry used to rebuild models from saved files.
+
+Every layer has ``params`` and ``grads`` (same keys and shapes from construction on),
+``forward(x, training=False)`` and ``backward(grad_y)``. ``backward`` is valid after a
+``forward(..., training=True)``; it *overwrites* ``grads`` with the gradient of the loss for
+that batch (no implicit accumulation) and returns the gradient with respect to the input.
+
+``params`` is the single source of truth: a caller may replace an entry with an array of
+the same shape (a float64 copy for a gradient check, say) and the layer computes with it.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .. import backend
+
+#: class name -> layer class; loading a model looks names up here and nowhere else.
+REGISTRY: dict[str, type["Layer"]] = {}
+
+
+def register(cls: type["Layer"]) -> type["Layer"]:
+    """Class decorator: make a layer constructible from a saved architecture."""
+    REGISTRY[cls.__name__] = cls
+    return cls
+
+
+class Layer:
+    """Base class. Subclasses implement ``_forward``/``_backward`` and ``get_config``."""
+
+    #: whether the layer draws random numbers when training (Dropout, StochasticBinary)
+    stochastic: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.trainable = True
+        self._out_shape: tuple[int, ...] | None = None  # set by a training forward
+
+    # -- public interface -------------------------------------------------------------
+    def forward(self, x, training: bool = False):
+        """Compute the layer's output; with ``training=True`` also keep what backward needs."""
+        self._check_input(x)
+        y = self._forward(x, training)
+        if training:
+            self._out_shape = y.shape
+        return y
+
+    def backward(self, grad_y):
+        """Given dC/dy, write dC/dparams into ``grads`` and return dC/dx."""
+        return self._backward_checked(grad_y, need_input_grad=True)
+
+    def _backward_checked(self, grad_y, need_input_grad: bool):
+        expected = self._out_shape
+        if expected is None:
+            raise RuntimeError(
+                f"{self}: backward called without a preceding forward(..., training=True)"
+            )
+        if tuple(grad_y.shape) != tuple(expected):
+            raise ValueError(
+                f"{self}.backward: expected gradient of shape {tuple(expected)}, "
+                f"got {tuple(grad_y.shape)}"
+            )
+        return self._backward(grad_y, need_input_grad)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one sample's output given one sample's input shape (no batch axis)."""
+        return tuple(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-serializable; ``type(self)(**config)`` rebuilds it."""
+        return {}
+
+    def set_rng(self, rng) -> None:  # noqa: B027 - optional hook
+        """Give a stochastic layer the generator for its draws (``fit`` calls this)."""
+
+    def zero_grads(self) -> None:
+        for k, p in self.params.items():
+            xp = backend.array_module(p)
+            self.grads[k] = xp.zeros_like(p)
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- to implement ---------------------------------------------------------------------
+    def _check_input(self, x) -> None:
+        from .._checks import check_float_array
+
+        check_float_array(x, str(self))
+
+    def _forward(self, x, training: bool):
+        raise NotImplementedError
+
+    def _backward(self, grad_y, need_input_grad: bool):
+        raise NotImplementedError

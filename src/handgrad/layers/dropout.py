@@ -1,0 +1,76 @@
+"""Dropout and reshaping layers."""
+from __future__ import annotations
+
+from .. import backend
+from .._checks import check_probability
+from .base import Layer, register
+
+
+@register
+class Dropout(Layer):
+    """Inverted dropout (``003`` §4).
+
+    ``003`` §4 removes half the hidden units at random during training and halves the
+    outgoing weights after training. Inverted dropout is the same model in expectation with
+    the scaling moved to training time: each unit is kept with probability 1 − p and kept
+    units are divided by 1 − p, so inference is the identity and needs no weight change::
+
+        training:  y = x ⊙ m / (1 − p),  m_i ~ Bernoulli(1 − p);   dC/dx = dC/dy ⊙ m / (1 − p)
+        otherwise: y = x
+
+    Input and output ``(N, ...)``. The mask is drawn from the layer's generator (``rng``);
+    ``fit(seed=...)`` gives it one derived from the run's seed.
+    """
+
+    stochastic = True
+
+    def __init__(self, p: float = 0.5, rng=None) -> None:
+        super().__init__()
+        self.p = check_probability(p, "Dropout", "p")
+        self.rng = backend.make_rng(rng)
+
+    def set_rng(self, rng) -> None:
+        self.rng = backend.make_rng(rng)
+
+    def _forward(self, x, training):
+        if not training or self.p == 0.0:
+            self._mask = None
+            return x
+        xp = backend.array_module(x)
+        keep = 1.0 - self.p
+        u = backend.asarray(self.rng.random(x.shape, dtype=x.dtype), xp=xp)
+        mask = (u < keep).astype(x.dtype)
+        mask *= 1.0 / keep
+        self._mask = mask
+        return x * mask
+
+    def _backward(self, grad_y, need_input_grad):
+        return grad_y if self._mask is None else grad_y * self._mask
+
+    def get_config(self):
+        return {"p": self.p}
+
+
+@register
+class Flatten(Layer):
+    """``(N, d1, d2, ...) → (N, d1·d2·…)`` in C order, like ``torch.flatten(x, 1)``;
+    backward reshapes the gradient back (``000`` eqs. (14)–(15), Z and Z⁻¹)."""
+
+    def _check_input(self, x) -> None:
+        super()._check_input(x)
+        if x.ndim < 2:
+            raise ValueError(f"Flatten: expected input of rank >= 2 (N, ...), got shape {tuple(x.shape)}")
+
+    def _forward(self, x, training):
+        if training:
+            self._in_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def _backward(self, grad_y, need_input_grad):
+        return grad_y.reshape(self._in_shape)
+
+    def output_shape(self, input_shape):
+        size = 1
+        for d in input_shape:
+            size *= d
+        return (size,)

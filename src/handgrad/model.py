@@ -1,0 +1,164 @@
+"""``Sequential``: a stack of layers, the feedforward network of ``003`` §2.
+
+Forward applies the layers in order (a⁽ˡ⁾ = σ(W⁽ˡ⁾a⁽ˡ⁻¹⁾ + b⁽ˡ⁾) split into a ``Dense`` and
+an activation layer); backward runs them in reverse, each turning dC/d(output) into
+dC/d(input) — statement (2) of ``003`` §2 applied layer by layer.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy
+
+from . import backend
+from ._checks import check_positive_int
+from .layers.base import Layer
+
+
+class Sequential:
+    """A model made of ``layers`` applied one after the other.
+
+    ``forward(x, training=False)``, ``backward(grad)`` (returns dC/dx), ``predict(x)``
+    (NumPy in, NumPy out, in batches, inference mode), ``summary()``.
+    """
+
+    def __init__(self, layers: Iterable[Layer]) -> None:
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: expected layers to be Layer instances, got "
+                                f"{type(layer).__name__} at position {i}")
+        self.layers = layers
+        self.stop_training = False
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n])"
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    # -- computation ----------------------------------------------------------------------
+    def forward(self, x, training: bool = False):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    __call__ = forward
+
+    def backward(self, grad, input_grad: bool = True):
+        """Backpropagate dC/d(output) through every layer; returns dC/d(input).
+
+        With ``input_grad=False`` the first layers skip computing the gradient of their
+        input (nothing needs it during training) and ``None`` is returned. Layers that are
+        frozen (``trainable = False``) and lie below every trainable layer are not visited.
+        """
+        layers = self.layers
+        first = 0
+        if not input_grad:
+            trainable = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
+            first = trainable[0] if trainable else len(layers)
+        for i in range(len(layers) - 1, first - 1, -1):
+            grad = layers[i]._backward_checked(grad, need_input_grad=input_grad or i > first)
+        return grad if input_grad else None
+
+    def predict(self, x, batch_size: int = 1024) -> numpy.ndarray:
+        """Outputs for ``x`` (NumPy or device array), in inference mode, as a NumPy array."""
+        batch_size = check_positive_int(batch_size, "Sequential.predict", "batch_size")
+        xp = self.xp
+        dtype = self.dtype
+        x = numpy.asarray(x) if not hasattr(x, "__cuda_array_interface__") else x
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"Sequential.predict: expected a numeric array, got dtype {x.dtype}")
+        outs = []
+        for start in range(0, x.shape[0], batch_size):
+            xb = backend.asarray(x[start:start + batch_size], dtype=dtype, xp=xp)
+            outs.append(backend.to_numpy(self.forward(xb, training=False)))
+        if not outs:
+            raise ValueError("Sequential.predict: expected at least one sample, got an empty array")
+        return numpy.concatenate(outs, axis=0)
+
+    # -- parameters -----------------------------------------------------------------------
+    def parameters(self):
+        """Yield ``(name, array)`` for every parameter, names like ``"0.W"``."""
+        for i, layer in enumerate(self.layers):
+            for k, p in layer.params.items():
+                yield f"{i}.{k}", p
+
+    @property
+    def num_params(self) -> int:
+        return sum(layer.num_params for layer in self.layers)
+
+    @property
+    def dtype(self):
+        for _, p in self.parameters():
+            return p.dtype
+        return numpy.dtype(backend.DEFAULT_DTYPE)
+
+    @property
+    def xp(self):
+        for _, p in self.parameters():
+            return backend.array_module(p)
+        return backend.default_xp()
+
+    def get_weights(self) -> dict[str, object]:
+        """Copies of every parameter, keyed as in ``parameters()``."""
+        return {name: p.copy() for name, p in self.parameters()}
+
+    def set_weights(self, weights: dict[str, object]) -> None:
+        """Copy ``weights`` (from ``get_weights``) into the parameters, in place."""
+        own = dict(self.parameters())
+        if set(weights) != set(own):
+            raise ValueError(f"Sequential.set_weights: expected keys {sorted(own)}, got {sorted(weights)}")
+        for name, p in own.items():
+            w = weights[name]
+            if tuple(w.shape) != tuple(p.shape):
+                raise ValueError(f"Sequential.set_weights: {name} expected shape {tuple(p.shape)}, "
+                                 f"got {tuple(w.shape)}")
+            p[...] = backend.asarray(w, dtype=p.dtype, xp=backend.array_module(p))
+
+    def astype(self, dtype) -> "Sequential":
+        """Convert every parameter (and gradient) to ``dtype`` in place; returns self."""
+        dt = backend.resolve_dtype(dtype, "Sequential.astype")
+        for layer in self.layers:
+            for k in layer.params:
+                layer.params[k] = layer.params[k].astype(dt)
+            layer.zero_grads()
+        return self
+
+    def to(self, device: str) -> "Sequential":
+        """Move every parameter to ``device`` (``"cpu"`` or ``"cuda"``); returns self."""
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"Sequential.to: expected 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda":
+            backend.set_device("cuda")  # raises with install instructions when unavailable
+        for layer in self.layers:
+            for k in layer.params:
+                layer.params[k] = backend.to_numpy(layer.params[k])
+            layer.zero_grads()
+        return self
+
+    # -- description ------------------------------------------------------------------------
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
+        """A table of layer, output shape (per sample) and parameter count."""
+        if input_shape is None:
+            first = self.layers[0] if self.layers else None
+            in_features = getattr(first, "in_features", None) or getattr(first, "input_size", None)
+            input_shape = (in_features,) if in_features else None
+        rows = [("layer", "output shape", "params")]
+        shape = tuple(input_shape) if input_shape is not None else None
+        for layer in self.layers:
+            if shape is not None:
+                shape = layer.output_shape(shape)
+            rows.append((repr(layer), "(" + ", ".join(["N", *map(str, shape)]) + ")" if shape is not None else "?", f"{layer.num_params:,}"))
+        rows.append(("total", "", f"{self.num_params:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        line = "-" * (sum(widths) + 4)
+        out = [f"{rows[0][0]:<{widths[0]}}  {rows[0][1]:<{widths[1]}}  {rows[0][2]:>{widths[2]}}", line]
+        for r in rows[1:-1]:
+            out.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}")
+        out += [line, f"{rows[-1][0]:<{widths[0]}}  {'':<{widths[1]}}  {rows[-1][2]:>{widths[2]}}"]
+        return "\n".join(out)

@@ -1,0 +1,230 @@
+"""Training loop (mini-batch SGD of ``003`` §2–4), evaluation and k-fold cross-validation."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy
+
+from . import backend, metrics as M, progress
+from ._checks import check_positive_int, check_probability
+from .callbacks import Callback, CallbackList, History
+from .losses import Loss
+
+
+def _as_numpy_data(x, y, where: str):
+    if not hasattr(x, "shape") or not hasattr(y, "shape"):
+        raise TypeError(f"{where}: expected x and y to be arrays, got {type(x).__name__} and {type(y).__name__}")
+    x = backend.to_numpy(x)
+    y = backend.to_numpy(y)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"{where}: expected numeric x, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"{where}: expected x of shape (N, ...) with N samples, got shape {x.shape}")
+    if y.ndim < 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{where}: x has {x.shape[0]} samples but y has shape {y.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: expected at least one sample, got x of shape {x.shape}")
+    if x.dtype.kind == "f" and not numpy.isfinite(x).all():
+        raise ValueError(f"{where}: x contains NaN or Inf values")
+    if y.dtype.kind == "f" and not numpy.isfinite(y).all():
+        raise ValueError(f"{where}: y contains NaN or Inf values")
+    return x, y
+
+
+def _class_labels(y) -> numpy.ndarray | None:
+    """Integer labels if ``y`` holds classes (labels or one-hot rows), else None."""
+    if y.dtype.kind in "iu":
+        return y
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        rowsum_ok = numpy.allclose(y.sum(axis=-1), 1.0)
+        binary = numpy.isin(y, (0.0, 1.0)).all()
+        if rowsum_ok and binary:
+            return y.argmax(axis=-1)
+    return None
+
+
+def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
+             metrics: Sequence[str] = ("accuracy",)) -> dict:
+    """Mean loss and metrics of ``model`` on ``(x, y)`` in inference mode.
+
+    Returns ``{"loss": float, "accuracy": float, ...}``; accuracy-type metrics are reported
+    only when ``y`` holds classes (integer labels or one-hot rows).
+    """
+    where = "evaluate"
+    batch_size = check_positive_int(batch_size, where, "batch_size")
+    names = M.parse(metrics)
+    x, y = _as_numpy_data(x, y, where)
+    labels = _class_labels(y)
+    xp, dtype = model.xp, model.dtype
+    total = 0.0
+    count = 0
+    hits = {n: 0 for n in names}
+    outputs = [] if "per_class_accuracy" in names else None
+    for s in range(0, x.shape[0], batch_size):
+        xb = backend.asarray(x[s:s + batch_size], dtype=dtype, xp=xp)
+        yb = backend.asarray(y[s:s + batch_size], xp=xp)
+        out = model.forward(xb, training=False)
+        n = xb.shape[0]
+        total += loss.forward(out, yb) * n
+        count += n
+        if labels is not None:
+            lb = backend.asarray(labels[s:s + batch_size], xp=xp)
+            for name in names:
+                if name == "accuracy":
+                    hits[name] += M.correct(out, lb)
+                elif (k := M.topk_of(name)) is not None:
+                    hits[name] += M.top_k_correct(out, lb, k)
+            if outputs is not None:
+                outputs.append(backend.to_numpy(out))
+    result = {"loss": total / count}
+    if labels is not None:
+        per_item = labels.size / labels.shape[0]
+        for name in names:
+            if name == "per_class_accuracy":
+                result[name] = M.per_class_accuracy(numpy.concatenate(outputs), labels)
+            else:
+                result[name] = hits[name] / (count * per_item)
+    return result
+
+
+def _split_validation(x, y, fraction, rng):
+    fraction = check_probability(fraction, "fit", "validation_split")
+    n_val = int(round(x.shape[0] * fraction))
+    if fraction > 0 and (n_val < 1 or n_val >= x.shape[0]):
+        raise ValueError(f"fit: validation_split={fraction} leaves no training or no validation "
+                         f"samples out of {x.shape[0]}")
+    perm = rng.permutation(x.shape[0])
+    val, train = perm[:n_val], perm[n_val:]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 32,
+        validation_data=None, validation_split: float = 0.0, callbacks: Sequence[Callback] = (),
+        seed: int = 0, shuffle: bool = True, metrics: Sequence[str] = ("accuracy",),
+        progress_bar: bool | None = None) -> History:
+    """Train ``model`` by mini-batch gradient descent and return its ``History``.
+
+    Each epoch shuffles the training set (seeded), splits it into mini-batches, and for each
+    batch runs forward (training mode), the loss, backward and ``optimizer.step()`` — the
+    stochastic gradient descent of ``003`` §2. Then the model is evaluated on the validation
+    data (``validation_data=(x_val, y_val)``, or a seeded ``validation_split`` fraction held
+    out of ``x``), callbacks see the epoch's logs, and the History records them.
+
+    Logs per epoch: ``loss`` and ``accuracy`` (running means over the epoch's batches, as the
+    model changed during it), ``val_loss``/``val_accuracy`` (the model at the end of the
+    epoch) and ``lr``. ``seed`` fixes shuffling, the validation split, dropout masks and every
+    other random draw of the run. Data may be NumPy arrays whatever the device; it is moved to
+    the model's device one batch at a time. The progress bar appears only on a terminal
+    (``progress_bar=None``) and never in CI or when output is piped.
+    """
+    where = "fit"
+    epochs = check_positive_int(epochs, where, "epochs")
+    batch_size = check_positive_int(batch_size, where, "batch_size")
+    if not isinstance(loss, Loss):
+        raise TypeError(f"fit: expected loss to be a handgrad Loss, got {type(loss).__name__}")
+    names = [n for n in M.parse(metrics) if n != "per_class_accuracy"]
+    x, y = _as_numpy_data(x, y, where)
+    seed_seq = numpy.random.SeedSequence(seed)
+    split_ss, shuffle_ss, layer_ss = seed_seq.spawn(3)
+    if validation_data is None and validation_split:
+        (x, y), validation_data = _split_validation(x, y, validation_split, numpy.random.default_rng(split_ss))
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise ValueError("fit: expected validation_data to be a pair (x_val, y_val)")
+        xv, yv = _as_numpy_data(*validation_data, "fit (validation_data)")
+        if xv.shape[1:] != x.shape[1:]:
+            raise ValueError(f"fit: validation x has sample shape {xv.shape[1:]}, training x has {x.shape[1:]}")
+    labels = _class_labels(y)
+    rng = numpy.random.default_rng(shuffle_ss)
+    for layer, ss in zip(model.layers, layer_ss.spawn(len(model.layers))):
+        if layer.stochastic:
+            layer.set_rng(numpy.random.default_rng(ss))
+
+    xp, dtype = model.xp, model.dtype
+    # Convert the data to the model's dtype once, not per batch.
+    x = x.astype(dtype, copy=False)
+    y_dev = y.astype(dtype, copy=False) if y.dtype.kind == "f" else y.astype(numpy.int64, copy=False)
+    history = History()
+    cbs = CallbackList([history, *callbacks], model)
+    model.stop_training = False
+    n = x.shape[0]
+    steps = math.ceil(n / batch_size)
+    show = progress.enabled() if progress_bar is None else progress_bar
+    cbs.on_train_begin({})
+    try:
+        for epoch in range(epochs):
+            cbs.on_epoch_begin(epoch, {})
+            order = rng.permutation(n) if shuffle else numpy.arange(n)
+            bar = progress.bar(steps, f"epoch {epoch + 1}/{epochs}") if show else progress._Null()
+            total_loss, seen, correct = 0.0, 0, {k: 0 for k in names}
+            per_item = 1
+            try:
+                for b in range(steps):
+                    idx = order[b * batch_size:(b + 1) * batch_size]
+                    if shuffle:
+                        idx = numpy.sort(idx)  # same batch, friendlier memory access
+                    xb = backend.asarray(x[idx], xp=xp)
+                    yb = backend.asarray(y_dev[idx], xp=xp)
+                    cbs.on_batch_begin(b, {})
+                    out = model.forward(xb, training=True)
+                    value = loss.forward(out, yb)
+                    model.backward(loss.backward(), input_grad=False)
+                    optimizer.step()
+                    m = xb.shape[0]
+                    total_loss += value * m
+                    seen += m
+                    batch_logs = {"loss": value}
+                    if labels is not None:
+                        lb = backend.asarray(labels[idx], xp=xp)
+                        per_item = lb.size // m
+                        for k in names:
+                            topk = M.topk_of(k)
+                            correct[k] += M.correct(out, lb) if topk is None else M.top_k_correct(out, lb, topk)
+                    cbs.on_batch_end(b, batch_logs)
+                    bar.update(1)
+                    if b % 20 == 0:
+                        bar.set_postfix_str(f"loss {total_loss / seen:.4f}")
+            finally:
+                bar.close()
+            logs = {"loss": total_loss / seen}
+            if labels is not None:
+                for k in names:
+                    logs[k] = correct[k] / (seen * per_item)
+            if validation_data is not None:
+                res = evaluate(model, loss, xv, yv, batch_size=max(batch_size, 1024), metrics=names)
+                logs.update({f"val_{k}": v for k, v in res.items()})
+            logs["lr"] = optimizer.lr
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    finally:
+        cbs.on_train_end({})
+    return history
+
+
+def cross_validate(make_model: Callable[[], object], make_optimizer: Callable[[object], object],
+                   loss: Loss, x, y, k: int = 5, seed: int = 0, **fit_kwargs) -> dict:
+    """k-fold cross-validation (``003`` §4): train a fresh model on k − 1 folds, evaluate on
+    the held-out fold, k times. Returns ``{"folds": [per-fold evaluate dicts], "mean": {...},
+    "std": {...}}`` over the scalar metrics.
+    """
+    k = check_positive_int(k, "cross_validate", "k")
+    x, y = _as_numpy_data(x, y, "cross_validate")
+    if k < 2 or k > x.shape[0]:
+        raise ValueError(f"cross_validate: expected 2 <= k <= {x.shape[0]} (the number of samples), got {k}")
+    perm = numpy.random.default_rng(seed).permutation(x.shape[0])
+    folds = numpy.array_split(perm, k)
+    results = []
+    for i in range(k):
+        val_idx = folds[i]
+        train_idx = numpy.concatenate([f for j, f in enumerate(folds) if j != i])
+        model = make_model()
+        opt = make_optimizer(model)
+        fit(model, loss, opt, x[train_idx], y[train_idx], seed=seed + i, **fit_kwargs)
+        results.append(evaluate(model, loss, x[val_idx], y[val_idx],
+                                metrics=fit_kwargs.get("metrics", ("accuracy",))))
+    keys = [key for key, v in results[0].items() if isinstance(v, float)]
+    mean = {key: float(numpy.mean([r[key] for r in results])) for key in keys}
+    std = {key: float(numpy.std([r[key] for r in results])) for key in keys}
+    return {"folds": results, "mean": mean, "std": std}
