@@ -54,8 +54,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save(model: Sequential, path: str | os.PathLike) -> None:
-    """Write ``model`` (architecture + weights, bit for bit, same dtype) to exactly ``path``."""
+def save(model: Sequential, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Write ``model`` (architecture + weights, bit for bit, same dtype) to exactly ``path``.
+
+    ``metadata``: optional JSON-serializable dict stored beside the architecture (the CLI keeps
+    the preset, the loss and the input shape there); read it back with ``read_metadata``."""
     from safetensors.numpy import save as st_save
 
     if not isinstance(model, Sequential):
@@ -65,6 +68,11 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
         for k, p in layer.params.items():
             tensors[f"layers.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
     meta = {"handgrad": FORMAT_VERSION, "architecture": json.dumps(_architecture(model))}
+    if metadata is not None:
+        try:
+            meta["user"] = json.dumps(metadata)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"save: metadata must be JSON-serializable ({exc})") from None
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
 
@@ -103,13 +111,7 @@ def _build(arch, where: str) -> Sequential:
     return Sequential(layers)
 
 
-def load(path: str | os.PathLike) -> Sequential:
-    """Rebuild the model saved at ``path``. Untrusted, truncated or malformed files raise
-    ``ValueError``; nothing in the file is executed."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as st_load
-
-    where = f"load({os.fspath(path)!r})"
+def _read_meta(path, where: str) -> tuple[bytes, dict]:
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -121,6 +123,30 @@ def load(path: str | os.PathLike) -> Sequential:
         raise ValueError(f"{where}: not a handgrad model file (no architecture metadata)")
     if meta.get("handgrad") != FORMAT_VERSION:
         raise ValueError(f"{where}: unsupported handgrad format version {meta.get('handgrad')!r}")
+    return data, meta
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The ``metadata`` dict given to ``save`` (empty if none)."""
+    where = f"read_metadata({os.fspath(path)!r})"
+    _, meta = _read_meta(path, where)
+    try:
+        user = json.loads(meta.get("user", "{}"))
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: malformed metadata ({exc})") from None
+    if not isinstance(user, dict):
+        raise ValueError(f"{where}: malformed metadata (not a JSON object)")
+    return user
+
+
+def load(path: str | os.PathLike) -> Sequential:
+    """Rebuild the model saved at ``path``. Untrusted, truncated or malformed files raise
+    ``ValueError``; nothing in the file is executed."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    where = f"load({os.fspath(path)!r})"
+    data, meta = _read_meta(path, where)
     try:
         arch = json.loads(meta["architecture"])
     except (TypeError, json.JSONDecodeError) as exc:

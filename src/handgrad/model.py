@@ -145,9 +145,12 @@ class Sequential:
     def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
         """A table of layer, output shape (per sample) and parameter count."""
         if input_shape is None:
-            first = self.layers[0] if self.layers else None
-            in_features = getattr(first, "in_features", None) or getattr(first, "input_size", None)
-            input_shape = (in_features,) if in_features else None
+            # infer from the first layer that declares its input width
+            for layer in self.layers:
+                width = getattr(layer, "in_features", None) or getattr(layer, "input_size", None)
+                if width:
+                    input_shape = (width,)
+                    break
         rows = [("layer", "output shape", "params")]
         shape = tuple(input_shape) if input_shape is not None else None
         for layer in self.layers:

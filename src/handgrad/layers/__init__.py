@@ -3,9 +3,10 @@ from .activations import BinaryThreshold, Identity, ReLU, Sigmoid, Softmax, Stoc
 from .base import REGISTRY, Layer, register
 from .dense import Dense
 from .dropout import Dropout, Flatten
+from .preprocessing import Normalize
 
 __all__ = [
     "Layer", "register", "REGISTRY",
     "Dense", "Sigmoid", "Tanh", "ReLU", "Identity", "Softmax", "BinaryThreshold",
-    "StochasticBinary", "Dropout", "Flatten",
+    "StochasticBinary", "Dropout", "Flatten", "Normalize",
 ]

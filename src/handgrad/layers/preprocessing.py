@@ -1,0 +1,32 @@
+"""Fixed input transforms that travel inside a model, so a saved model carries its own
+preprocessing."""
+from __future__ import annotations
+
+from .base import Layer, register
+
+
+@register
+class Normalize(Layer):
+    """y = (x − mean) / std with fixed scalars (no parameters, nothing learned).
+
+    Backward: dC/dx = dC/dy / std. Standardizing inputs to zero mean and unit variance keeps
+    first-layer units out of saturation early in training (``003`` §4).
+    """
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        try:
+            self.mean, self.std = float(mean), float(std)
+        except (TypeError, ValueError):
+            raise TypeError(f"Normalize: expected numbers for mean and std, got {mean!r}, {std!r}") from None
+        if not self.std > 0:
+            raise ValueError(f"Normalize: expected std > 0, got {std!r}")
+
+    def _forward(self, x, training):
+        return (x - self.mean) * (1.0 / self.std)
+
+    def _backward(self, grad_y, need_input_grad):
+        return grad_y * (1.0 / self.std)
+
+    def get_config(self):
+        return {"mean": self.mean, "std": self.std}

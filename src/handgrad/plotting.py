@@ -1,0 +1,45 @@
+"""Learning curves (``003`` §4: cost and accuracy on training and validation data per epoch).
+Needs matplotlib (the ``plot`` extra)."""
+from __future__ import annotations
+
+import os
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
+def learning_curves(history: dict, path: str | os.PathLike, title: str = "") -> None:
+    """Write a PNG with two panels: cost and accuracy per epoch, training and validation."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "loss", "cost"), (axes[1], "accuracy", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + key)
+            if values:
+                epochs = range(1, len(values) + 1)
+                ax.plot(epochs, values, style, marker="o", markersize=3,
+                        label=("validation " if prefix else "training ") + label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    from .io import atomic_write_bytes  # noqa: PLC0415
+    import io as _io  # noqa: PLC0415
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

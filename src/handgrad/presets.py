@@ -1,0 +1,76 @@
+"""Ready-made models with the training recipes that reach their reported accuracy.
+
+A preset builds a ``Sequential`` for inputs of shape ``input_shape`` (pixels scaled to
+[0, 1]; the model standardizes them itself with a ``Normalize`` layer) and names its loss and
+default hyperparameters. ``handgrad train PRESET`` and ``handgrad gradcheck PRESET`` use them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import layers as L, losses
+from .model import Sequential
+
+# Fashion-MNIST pixel statistics over the 60,000 training images (scaled to [0, 1]).
+FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
+
+ACTIVATIONS = {"relu": L.ReLU, "sigmoid": L.Sigmoid, "tanh": L.Tanh}
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    build: Callable[..., Sequential]
+    loss: Callable[[], losses.Loss]
+    input_shape: tuple[int, ...]
+    defaults: dict = field(default_factory=dict)
+
+
+def mlp(hidden=(256, 128), activation: str = "relu", dropout: float = 0.0, in_features: int = 784,
+        classes: int = 10, weight_init: str | None = None, seed: int = 0, dtype="float32") -> Sequential:
+    """Normalize → [Dense → activation (→ Dropout)] × len(hidden) → Dense(classes) (logits)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"mlp: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+    if not hidden or any((not isinstance(h, int)) or h < 1 for h in hidden):
+        raise ValueError(f"mlp: expected hidden to be a non-empty list of positive widths, got {hidden!r}")
+    init = weight_init or ("he_normal" if activation == "relu" else "normal_fan_in")
+    layers: list[L.Layer] = [L.Normalize(FASHION_MEAN, FASHION_STD)]
+    widths = [in_features, *hidden]
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers += [L.Dense(a, b, weight_init=init, rng=seed * 1000 + i, dtype=dtype), ACTIVATIONS[activation]()]
+        if dropout:
+            layers.append(L.Dropout(dropout))
+    layers.append(L.Dense(widths[-1], classes, weight_init="normal_fan_in", rng=seed * 1000 + len(hidden), dtype=dtype))
+    return Sequential(layers)
+
+
+def textbook(hidden: int = 100, seed: int = 0, dtype="float32", **_) -> Sequential:
+    """The network of ``003`` §2: one sigmoid hidden layer and sigmoid outputs, trained with
+    the halved squared error and plain SGD; weights N(0, 1/fan_in), biases N(0, 1) (§4)."""
+    return Sequential([
+        L.Normalize(FASHION_MEAN, FASHION_STD),
+        L.Dense(784, hidden, bias_init="normal", rng=seed * 1000, dtype=dtype), L.Sigmoid(),
+        L.Dense(hidden, 10, bias_init="normal", rng=seed * 1000 + 1, dtype=dtype), L.Sigmoid(),
+    ])
+
+
+PRESETS: dict[str, Preset] = {
+    "mlp": Preset(
+        "mlp", "MLP 784-256-128-10, ReLU, softmax cross-entropy, SGD momentum 0.9, cosine decay",
+        mlp, losses.SoftmaxCrossEntropy, (784,),
+        dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-5, epochs=30, batch_size=128,
+             schedule="cosine", dropout=0.0)),
+    "textbook": Preset(
+        "textbook", "003 §2: 784-100-10 sigmoid network, halved MSE, plain SGD",
+        textbook, losses.MeanSquaredError, (784,),
+        dict(optimizer="sgd", lr=3.0, momentum=0.0, weight_decay=0.0, epochs=30, batch_size=10,
+             schedule="none", dropout=0.0)),
+}
+
+
+def get(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
