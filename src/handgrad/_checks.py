@@ -26,10 +26,21 @@ def check_float_array(x: Any, where: str, ndim: int | tuple[int, ...] | None = N
     return x
 
 
+def all_finite(x: Any, chunk_bytes: int = 1 << 22) -> bool:
+    """True when no element of ``x`` is NaN or Inf; checked in slices along the first axis so a
+    large data set does not need a same-sized boolean temporary."""
+    if x.dtype.kind != "f":
+        return True
+    xp = backend.array_module(x)
+    if x.ndim == 0 or x.nbytes <= chunk_bytes:
+        return bool(xp.isfinite(x).all())
+    rows = max(1, chunk_bytes // max(1, x[0].nbytes))
+    return all(bool(xp.isfinite(x[s:s + rows]).all()) for s in range(0, x.shape[0], rows))
+
+
 def check_finite(x: Any, where: str, name: str = "input") -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or Inf."""
-    xp = backend.array_module(x)
-    if x.dtype.kind == "f" and not bool(xp.isfinite(x).all()):
+    if not all_finite(x):
         raise ValueError(f"{where}: {name} contains NaN or Inf values")
 
 

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import numpy
 
 from . import backend, metrics as M, progress
-from ._checks import check_positive_int, check_probability
+from ._checks import check_finite, check_positive_int, check_probability
 from .callbacks import Callback, CallbackList, History
 from .losses import Loss
 
@@ -25,10 +25,8 @@ def _as_numpy_data(x, y, where: str):
         raise ValueError(f"{where}: x has {x.shape[0]} samples but y has shape {y.shape}")
     if x.shape[0] == 0:
         raise ValueError(f"{where}: expected at least one sample, got x of shape {x.shape}")
-    if x.dtype.kind == "f" and not numpy.isfinite(x).all():
-        raise ValueError(f"{where}: x contains NaN or Inf values")
-    if y.dtype.kind == "f" and not numpy.isfinite(y).all():
-        raise ValueError(f"{where}: y contains NaN or Inf values")
+    check_finite(x, where, "x")
+    check_finite(y, where, "y")
     return x, y
 
 
