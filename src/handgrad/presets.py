@@ -58,10 +58,10 @@ def textbook(hidden: int = 100, seed: int = 0, dtype="float32", **_) -> Sequenti
 
 PRESETS: dict[str, Preset] = {
     "mlp": Preset(
-        "mlp", "MLP 784-256-128-10, ReLU, softmax cross-entropy, SGD momentum 0.9, cosine decay",
+        "mlp", "MLP 784-256-128-10, ReLU, dropout 0.2, softmax cross-entropy, SGD momentum 0.9, L2 5e-4, cosine decay",
         mlp, losses.SoftmaxCrossEntropy, (784,),
-        dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-5, epochs=30, batch_size=128,
-             schedule="cosine", dropout=0.0)),
+        dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=30, batch_size=128,
+             schedule="cosine", dropout=0.2)),
     "textbook": Preset(
         "textbook", "003 §2: 784-100-10 sigmoid network, halved MSE, plain SGD",
         textbook, losses.MeanSquaredError, (784,),
