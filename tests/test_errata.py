@@ -514,7 +514,7 @@ def dropout_evidence(seed=7):
     mask = y / a
     out["inverted_train"] = rel((W / 2) @ y + b, W @ (mask / 2 * a) + b)   # same net, W' = W/2
     out["inverted_eval_identity"] = rel(d.forward(a[None], training=False)[0], a)
-    out["mask_values_ok"] = float(not np.all(np.isin(np.round(mask, 12), [0.0, 2.0])))
+    out["mask_not_0_or_2"] = float(not np.all(np.isin(np.round(mask, 12), [0.0, 2.0])))
     model = hg.Sequential([layers.Dense(3, Hh, dtype=F64), layers.Sigmoid(),
                            layers.Dropout(0.5, rng=seed), layers.Dense(Hh, 2, dtype=F64)])
     out["gradcheck"] = hg.gradcheck(model, rng.standard_normal((5, 3)), max_entries=None).max_error

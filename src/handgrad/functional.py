@@ -5,16 +5,24 @@ same code serves NumPy and CuPy.
 """
 from __future__ import annotations
 
+import math
+
 from . import backend
 
 
 def sigmoid(z):
-    """σ(z) = 1/(1 + e^{-z}), computed as ½(1 + tanh(z/2)): no overflow for any z."""
+    """σ(z) = 1/(1 + e^{−z}), stable and accurate for any z: with e = e^{−|z|} ≤ 1,
+    σ(z) = 1/(1 + e) for z ≥ 0 and e/(1 + e) for z < 0 (no overflow, and full relative
+    precision in the far negative tail, where 1 − σ(|z|) would cancel)."""
     xp = backend.array_module(z)
-    y = xp.tanh(z * 0.5)
-    y += 1
-    y *= 0.5
-    return y
+    # |z| capped where e^{−|z|} reaches the smallest normal number (no underflow flag);
+    # σ(z) below −cap is flushed to 0, as float arithmetic would round it
+    cap = -math.log(float(xp.finfo(z.dtype).tiny)) if z.dtype.kind == "f" else 708.0
+    e = xp.exp(-xp.minimum(xp.abs(z), cap))
+    s = 1 / (1 + e)
+    # s · (1 if z ≥ 0 else e), without a branchy where()
+    pos = z >= 0
+    return s * (e + pos * (1 - e)) * (z > -cap)
 
 
 def log_softmax(z, axis: int = -1):

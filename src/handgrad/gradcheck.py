@@ -4,9 +4,9 @@ The analytic gradient from ``backward`` is compared with fourth-order central di
 (−f(θ + 2h) + 8f(θ + h) − 8f(θ − h) + f(θ − 2h)) / 12h in float64 (error O(h⁴), so with
 h = 1e-4 both the truncation and the rounding error stay around 1e-11). For a layer or model the scalar checked is
 f = Σ y ⊙ R with a fixed random R, so backward is fed R = df/dy; for a loss it is the loss
-value itself. The relative error of each entry is |a − n| / max(|a|, |n|, atol): the usual
-relative error, with entries smaller than ``atol`` (where rounding noise of order 1e-10
-dominates) compared on the scale of ``atol``.
+value itself. The relative error of each entry is |a − n| / max(|a|, |n|, atol·max(1, |f|)):
+the usual relative error, with entries smaller than that floor (where the rounding noise of
+f, proportional to |f|, dominates) compared on the scale of the floor.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class GradcheckResult:
 
 
 def _rel_error(a, n, atol):
+    """Worst |a − n| / max(|a|, |n|, atol) over the entries."""
     a = numpy.asarray(backend.to_numpy(a), dtype=numpy.float64)
     n = numpy.asarray(n, dtype=numpy.float64)
     if a.size == 0:
@@ -74,7 +75,7 @@ def _numeric(f, arr, eps, max_entries, rng):
         f2, f1, fm1, fm2 = values
         # fourth-order central difference: truncation error O(eps⁴), so eps can be large
         # enough that rounding noise stays near 1e-12
-        out[j] = (-f2 + 8 * f1 - 8 * fm1 + fm2) / (12 * eps)
+        out[j] = (8 * (f1 - fm1) - (f2 - fm2)) / (12 * eps)  # differences first: exact for constant f
     return idx, out
 
 
@@ -89,11 +90,13 @@ def gradcheck(obj, x, target=None, *, eps: float = 1e-4, atol: float = 1e-5, tol
 
     Parameters and inputs are checked in float64 (copies; the object's own arrays are put back
     afterwards). ``max_entries`` bounds how many entries of each array are perturbed (chosen at
-    random with ``seed``); ``None`` checks all. Stochastic layers are re-seeded before every
+    random with ``seed``); ``None`` checks all. ``eps`` is the finite-difference step: for
+    inputs that must stay in a range (probabilities for ``NegativeLogLikelihood``), keep every
+    entry at least 2·eps inside it. The object's ``params`` and ``grads`` are restored. Stochastic layers are re-seeded before every
     evaluation so each forward sees the same random draws.
     """
     rng = numpy.random.default_rng(seed)
-    x64 = numpy.array(backend.to_numpy(x), dtype=numpy.float64)
+    x64 = numpy.array(backend.to_numpy(x), dtype=numpy.float64, order="C")  # C order: reshape(-1) must be a view
     errors: dict[str, float] = {}
 
     if isinstance(obj, Loss):
@@ -101,10 +104,10 @@ def gradcheck(obj, x, target=None, *, eps: float = 1e-4, atol: float = 1e-5, tol
             raise ValueError("gradcheck: checking a loss needs a target")
         tgt = backend.to_numpy(target)
         tgt = tgt.astype(numpy.float64) if tgt.dtype.kind == "f" else tgt
-        obj.forward(x64, tgt)
+        f0 = obj.forward(x64, tgt)
         analytic = numpy.array(obj.backward(), dtype=numpy.float64)
         idx, num = _numeric(lambda: obj.forward(x64, tgt), x64, eps, max_entries, rng)
-        errors["input"] = _rel_error(analytic.reshape(-1)[idx], num, atol)
+        errors["input"] = _rel_error(analytic.reshape(-1)[idx], num, atol * max(1.0, abs(f0)))
         return GradcheckResult(max(errors.values()), errors, tol)
 
     is_model = isinstance(obj, Sequential)
@@ -112,13 +115,19 @@ def gradcheck(obj, x, target=None, *, eps: float = 1e-4, atol: float = 1e-5, tol
     if not all(hasattr(layer, "params") for layer in layers):
         raise TypeError(f"gradcheck: expected a layer, a loss or a Sequential model, got {type(obj).__name__}")
     saved = [dict(layer.params) for layer in layers]
+    saved_grads = [dict(layer.grads) for layer in layers]
     stoch = _stochastic_layers(obj)
     states = [layer.rng.bit_generator.state for layer in stoch]
-    expectation = any(getattr(layer, "gradcheck_uses_expectation", False) for layer in layers)
+    # layers whose backward is the derivative of their expected output (StochasticBinary) are
+    # checked in expectation mode: forward(training=True) returns the expectation
+    expect = [layer for layer in layers if hasattr(layer, "sample")]
+    sample_flags = [layer.sample for layer in expect]
     try:
+        for layer in expect:
+            layer.sample = False
         for layer in layers:
             for k in layer.params:
-                layer.params[k] = numpy.array(backend.to_numpy(layer.params[k]), dtype=numpy.float64)
+                layer.params[k] = numpy.array(backend.to_numpy(layer.params[k]), dtype=numpy.float64, order="C")
 
         def run(training):
             for layer, st in zip(stoch, states):
@@ -135,29 +144,32 @@ def gradcheck(obj, x, target=None, *, eps: float = 1e-4, atol: float = 1e-5, tol
             grad_y = loss.backward()
 
             def f():
-                return loss.forward(run(not expectation), tgt)
+                return loss.forward(run(True), tgt)
         else:
             R = rng.standard_normal(y.shape)
             grad_y = R
 
             def f():
-                return float((run(not expectation) * R).sum())
+                return float((run(True) * R).sum())
 
         grad_x = obj.backward(grad_y)
+        floor = atol * max(1.0, abs(f()))
         analytic = {(li, k): numpy.array(layer.grads[k], dtype=numpy.float64)
                     for li, layer in enumerate(layers) for k in layer.params}
         for (li, k), a in analytic.items():
             idx, num = _numeric(f, layers[li].params[k], eps, max_entries, rng)
             name = f"{li}.{k}" if is_model else k
-            errors[name] = _rel_error(a.reshape(-1)[idx], num, atol)
+            errors[name] = _rel_error(a.reshape(-1)[idx], num, floor)
         if check_input:
             ga = numpy.array(grad_x, dtype=numpy.float64)
             idx, num = _numeric(f, x64, eps, max_entries, rng)
-            errors["input"] = _rel_error(ga.reshape(-1)[idx], num, atol)
+            errors["input"] = _rel_error(ga.reshape(-1)[idx], num, floor)
     finally:
-        for layer, params in zip(layers, saved):
+        for layer, params, grads in zip(layers, saved, saved_grads):
             layer.params.update(params)
-            layer.zero_grads()
+            layer.grads.update(grads)
         for layer, st in zip(stoch, states):
             layer.rng.bit_generator.state = st
+        for layer, flag in zip(expect, sample_flags):
+            layer.sample = flag
     return GradcheckResult(max(errors.values()) if errors else 0.0, errors, tol)

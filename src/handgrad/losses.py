@@ -150,6 +150,11 @@ class BinaryCrossEntropy(Loss):
             del xp
         return t
 
+    def _check_probabilities(self, output):
+        if not self.from_logits and output.size and (float(output.min()) < 0 or float(output.max()) > 1):
+            raise ValueError(f"{self}.forward: with from_logits=False expected outputs in [0, 1], got values in "
+                             f"[{float(output.min())}, {float(output.max())}]")
+
     def _clip(self, a):
         xp = backend.array_module(a)
         eps = float(xp.finfo(a.dtype).eps)
@@ -166,6 +171,7 @@ class BinaryCrossEntropy(Loss):
         return terms.sum(axis=-1) if output.ndim > 1 else terms
 
     def _compute(self, output, target, count):
+        self._check_probabilities(output)
         y = self._dense_target(output, target)
         value = float(self._cost_terms(output, y).sum()) / count
         if self.from_logits:

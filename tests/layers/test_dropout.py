@@ -185,6 +185,8 @@ def test_flatten_is_c_order_and_backward_restores_shape(shape):
     gx = layer.backward(g)
     assert gx.shape == shape
     np.testing.assert_array_equal(gx, g.reshape(shape))
+    np.testing.assert_array_equal(layer.backward(g), gx)  # twice: the same
+    assert layer.params == {} and layer.grads == {}
     assert layer.output_shape(shape[1:]) == (int(np.prod(shape[1:])),)
 
 
@@ -236,6 +238,7 @@ def test_normalize_forward_backward(dtype):
     gx = layer.backward(g)
     assert gx.dtype == dtype
     np.testing.assert_allclose(gx, g / 0.3530, rtol=tol)
+    np.testing.assert_array_equal(layer.backward(g), gx)  # twice: the same
     assert layer.params == {} and layer.grads == {}
     assert layer.get_config() == {"mean": 0.2860, "std": 0.3530}
 

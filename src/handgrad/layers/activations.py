@@ -69,8 +69,8 @@ class ReLU(Layer):
         return y
 
     def _backward(self, grad_y, need_input_grad):
-        xp = backend.array_module(grad_y)
-        return xp.where(self._y > 0, grad_y, 0).astype(grad_y.dtype, copy=False)
+        # multiplying by the boolean mask is an order of magnitude faster than xp.where here
+        return grad_y * (self._y > 0)
 
 
 @register
@@ -128,16 +128,16 @@ class StochasticBinary(Layer):
     Training: samples a ~ Bernoulli(σ(z)) from the layer's generator. Otherwise: returns the
     expectation σ(z). The sample has no derivative, so backward returns the derivative of the
     expected output, ``grad_y * σ(z)(1 − σ(z))`` (the unbiased-mean "straight-through"
-    estimator); ``gradcheck`` therefore compares it with finite differences of the
-    ``training=False`` output.
+    estimator). Setting ``sample = False`` makes training forwards return σ(z) too;
+    ``gradcheck`` does so, since that is the function whose derivative backward computes.
     """
 
     stochastic = True
-    gradcheck_uses_expectation = True
 
     def __init__(self, rng=None) -> None:
         super().__init__()
         self.rng = backend.make_rng(rng)
+        self.sample = True
 
     def set_rng(self, rng) -> None:
         self.rng = backend.make_rng(rng)
@@ -147,6 +147,8 @@ class StochasticBinary(Layer):
         if not training:
             return p
         self._p = p
+        if not self.sample:
+            return p
         xp = backend.array_module(x)
         u = backend.asarray(self.rng.random(x.shape, dtype=x.dtype), xp=xp)
         return (u < p).astype(x.dtype)

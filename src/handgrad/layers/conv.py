@@ -1,0 +1,138 @@
+"""2-D convolution (cross-correlation, as in PyTorch and ``001`` eq. (25)).
+
+Legend: N batch, C = C_in, D = C_out, H×W input, kH×kW kernel, OH×OW output,
+K = C·kH·kW.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend, init
+from .._checks import check_float_array, check_positive_int
+from ..kernels import col2im, col2im_wide, im2col, im2col_wide, out_size, pad, pair
+from .base import Layer, register
+
+
+@register
+class Conv2D(Layer):
+    r"""Multi-channel 2-D cross-correlation with stride and zero padding.
+
+    Forward (``001`` eqs. (25)–(26); ``003`` §5; ``000`` eq. (12) written as correlation)::
+
+        y[n, d, p, q] = b[d] + Σ_c Σ_i Σ_j W[d, c, i, j] · x̃[n, c, p·sH + i, q·sW + j]
+
+    with x̃ the input zero-padded by ``padding``. Computed as im2col: every receptive field is
+    unrolled into a column of X_col ``(N, K, OH·OW)`` and y_n = W_mat X_col,n with
+    W_mat = W.reshape(D, K) — one batched matrix product per layer. With stride 1 the columns
+    span full padded rows (``kernels.im2col_wide``) so that im2col/col2im move contiguous runs;
+    the extra columns are dropped and carry no error.
+
+    Backward, with δ = dC/dy ``(N, D, OH, OW)``:
+
+    - bias (``001`` eq. (31); ``000`` eq. (21)): dC/db[d] = Σ_{n,p,q} δ[n, d, p, q];
+    - kernel (``001`` eq. (30); ``000`` eqs. (20), (46)): the correlation of the input with δ,
+      dC/dW[d, c, i, j] = Σ_{n,p,q} δ[n, d, p, q] x̃[n, c, p·sH + i, q·sW + j], i.e.
+      dW_mat = Σ_n δ_n X_col,nᵀ;
+    - input (``000`` eq. (50)): the full convolution of δ with the kernel rotated by 180°,
+      dC/dx̃[n, c, u, v] = Σ_{d,i,j} W[d, c, i, j] δ[n, d, (u − i)/sH, (v − j)/sW] over the
+      integer quotients, computed as col2im(W_matᵀ δ_n) and then cropped by the padding.
+
+    Input ``(N, C, H, W)``; output ``(N, D, OH, OW)``, OH = ⌊(H + 2pH − kH)/sH⌋ + 1.
+    Params: ``W`` ``(D, C, kH, kW)`` drawn by ``weight_init`` with fan-in C·kH·kW (default
+    N(0, 1/fan_in), ``003`` §4); ``b`` ``(D,)`` zeros.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, *,
+                 weight_init: str = "normal_fan_in", bias_init: str = "zeros", rng=None,
+                 dtype=backend.DEFAULT_DTYPE) -> None:
+        super().__init__()
+        where = f"Conv2D({in_channels!r}→{out_channels!r})"
+        self.in_channels = check_positive_int(in_channels, where, "in_channels")
+        self.out_channels = check_positive_int(out_channels, where, "out_channels")
+        self.kernel_size = pair(kernel_size, "kernel_size", where)
+        self.stride = pair(stride, "stride", where)
+        self.padding = pair(padding, "padding", where, minimum=0)
+        self.weight_init, self.bias_init = weight_init, bias_init
+        kh, kw = self.kernel_size
+        fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
+        dt = backend.resolve_dtype(dtype, where)
+        gen = backend.make_rng(rng)
+        xp = backend.default_xp()
+        W = init.weights(weight_init, (out_channels, in_channels, kh, kw), fan_in, fan_out, gen, dt, where)
+        b = init.bias(bias_init, (out_channels,), gen, dt, where)
+        self.params = {"W": backend.asarray(W, xp=xp), "b": backend.asarray(b, xp=xp)}
+        self.zero_grads()
+
+    def __repr__(self) -> str:
+        kh, kw = self.kernel_size
+        extra = ""
+        if self.stride != (1, 1):
+            extra += f", stride={self.stride[0] if self.stride[0] == self.stride[1] else self.stride}"
+        if self.padding != (0, 0):
+            extra += f", padding={self.padding[0] if self.padding[0] == self.padding[1] else self.padding}"
+        return f"Conv2D({self.in_channels}→{self.out_channels}, {kh}×{kw}{extra})"
+
+    def _check_input(self, x) -> None:
+        check_float_array(x, str(self), ndim=4)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self}: expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
+            raise ValueError(f"{self}: input {tuple(x.shape)} (padded by {self.padding}) is smaller "
+                             f"than the kernel {self.kernel_size}")
+
+    def _forward(self, x, training: bool):
+        xp = backend.array_module(x)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        W, b = self.params["W"], self.params["b"]
+        xpad = pad(x, ph, pw)
+        n, d = x.shape[0], self.out_channels
+        oh, ow = out_size(xpad.shape[2], kh, sh), out_size(xpad.shape[3], kw, sw)
+        wide = (sh, sw) == (1, 1)
+        # columns (N, K, P): P = OH·OW, or OH·Wp for the stride-1 full-width-row layout
+        cols = im2col_wide(xpad, kh, kw) if wide else im2col(xpad, kh, kw, sh, sw)
+        y = xp.matmul(W.reshape(d, -1), cols)                    # (N, D, P)
+        y += b[:, None]
+        if training:
+            self._cols, self._xpad_shape = cols, xpad.shape
+        if wide:
+            return y.reshape(n, d, oh, xpad.shape[3])[..., :ow]
+        return y.reshape(n, d, oh, ow)
+
+    def _backward(self, grad_y, need_input_grad: bool):
+        xp = backend.array_module(grad_y)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        n, d, oh, ow = grad_y.shape
+        W = self.params["W"]
+        wide = (sh, sw) == (1, 1)
+        if wide:  # zero error on the extra columns of the full-width rows
+            wp = self._xpad_shape[3]
+            delta = xp.zeros((n, d, oh, wp), dtype=grad_y.dtype)
+            delta[..., :ow] = grad_y
+            delta = delta.reshape(n, d, oh * wp)
+        else:
+            delta = grad_y.reshape(n, d, oh * ow)                 # (N, D, P)
+        self.grads["b"] = delta.sum(axis=(0, 2))
+        # Σ_n δ_n X_col,nᵀ: one small product per sample, then the sum over the batch (a single
+        # (D × N·P)(N·P × K) product is several times slower in BLAS for these skinny shapes)
+        self.grads["W"] = xp.matmul(delta, self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
+        if not need_input_grad:
+            return None
+        dcols = xp.matmul(W.reshape(d, -1).T, delta)             # (N, K, P)
+        if wide:
+            dx = col2im_wide(dcols, self._xpad_shape, kh, kw)
+        else:
+            dx = col2im(dcols, self._xpad_shape, kh, kw, sh, sw)
+        if ph or pw:
+            dx = dx[:, :, ph:dx.shape[2] - ph, pw:dx.shape[3] - pw]
+        return dx
+
+    def output_shape(self, input_shape):
+        _, h, w = input_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (self.out_channels, out_size(h, kh, sh, ph), out_size(w, kw, sw, pw))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "weight_init": self.weight_init, "bias_init": self.bias_init}

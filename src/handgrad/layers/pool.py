@@ -1,0 +1,123 @@
+"""Max and mean pooling over kH×kW windows with stride (sH, sW) (no padding; a partial
+window at the border is dropped, as in PyTorch).
+
+Legend: N batch, C channels, H×W input, OH = ⌊(H − kH)/sH⌋ + 1, OW likewise.
+Both layers work on views of the input at each of the kH·kW kernel offsets, so the only
+Python loop is over those offsets; overlapping windows (stride < kernel) are allowed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from .._checks import check_float_array
+from ..kernels import offset_slices, out_size, pair
+from .base import Layer, register
+
+
+class _Pool2D(Layer):
+    def __init__(self, kernel_size, stride=None) -> None:
+        super().__init__()
+        where = type(self).__name__
+        self.kernel_size = pair(kernel_size, "kernel_size", where)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", where)
+
+    def __repr__(self) -> str:
+        k, s = self.kernel_size, self.stride
+        ks = k[0] if k[0] == k[1] else k
+        ss = "" if s == k else f", stride={s[0] if s[0] == s[1] else s}"
+        return f"{type(self).__name__}({ks}{ss})"
+
+    def _check_input(self, x) -> None:
+        check_float_array(x, str(self), ndim=4)
+        if x.shape[2] < self.kernel_size[0] or x.shape[3] < self.kernel_size[1]:
+            raise ValueError(f"{self}: input {tuple(x.shape)} is smaller than the window {self.kernel_size}")
+
+    def _geometry(self, x):
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return kh, kw, sh, sw, out_size(x.shape[2], kh, sh), out_size(x.shape[3], kw, sw)
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return (c, out_size(h, kh, sh), out_size(w, kw, sw))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+
+
+@register
+class MaxPool2D(_Pool2D):
+    """y[n, c, p, q] = max over the window of x (``001`` §3.3; ``004``).
+
+    Backward routes each error to the unit that won its window and gives the others zero
+    (``001`` §3.3): dC/dx[winner] += δ[n, c, p, q]. Ties are broken deterministically: the
+    first maximum in row-major order inside the window wins (as PyTorch's CPU kernel does).
+    With overlapping windows a unit that wins several windows receives the sum of their errors.
+    """
+
+    def _forward(self, x, training):
+        xp = backend.array_module(x)
+        kh, kw, sh, sw, oh, ow = self._geometry(x)
+        views = [v for _, v in offset_slices(x, kh, kw, sh, sw, oh, ow)]
+        y = views[0].copy()
+        for v in views[1:]:
+            xp.maximum(y, v, out=y)
+        if training:
+            # winners[o] marks the windows whose first maximum (row-major) sits at offset o
+            winners = xp.empty((len(views),) + y.shape, dtype=bool)
+            taken = xp.zeros(y.shape, dtype=bool)
+            for o, v in enumerate(views):
+                xp.equal(v, y, out=winners[o])
+                winners[o] &= ~taken
+                taken |= winners[o]
+            self._winners, self._in_shape = winners, x.shape
+        return y
+
+    def _backward(self, grad_y, need_input_grad):
+        xp = backend.array_module(grad_y)
+        kh, kw, sh, sw = *self.kernel_size, *self.stride
+        oh, ow = grad_y.shape[2:]
+        dx = xp.zeros(self._in_shape, dtype=grad_y.dtype)
+        disjoint = sh >= kh and sw >= kw  # each input unit lies in at most one window
+        for o, view in offset_slices(dx, kh, kw, sh, sw, oh, ow):
+            if disjoint:
+                xp.multiply(grad_y, self._winners[o], out=view)
+            else:
+                view += grad_y * self._winners[o]
+        return dx
+
+
+@register
+class AvgPool2D(_Pool2D):
+    """Mean pooling (``000`` eq. (13)): y = (1/(kH·kW)) Σ_window x.
+
+    Backward (``000`` eq. (49)): every unit of a window receives δ/(kH·kW), summed over the
+    windows that contain it when they overlap.
+    """
+
+    def _forward(self, x, training):
+        kh, kw, sh, sw, oh, ow = self._geometry(x)
+        views = offset_slices(x, kh, kw, sh, sw, oh, ow)
+        _, first = next(views)
+        y = first.copy()
+        for _, v in views:
+            y += v
+        y *= 1.0 / (kh * kw)
+        if training:
+            self._in_shape = x.shape
+        return y
+
+    def _backward(self, grad_y, need_input_grad):
+        xp = backend.array_module(grad_y)
+        kh, kw, sh, sw = *self.kernel_size, *self.stride
+        oh, ow = grad_y.shape[2:]
+        share = grad_y * (1.0 / (kh * kw))
+        dx = xp.zeros(self._in_shape, dtype=grad_y.dtype)
+        disjoint = sh >= kh and sw >= kw
+        for _, view in offset_slices(dx, kh, kw, sh, sw, oh, ow):
+            if disjoint:
+                view[...] = share
+            else:
+                view += share
+        return dx
