@@ -78,6 +78,9 @@ def _train(args, *, title: str = "") -> dict:
     if args.preset == "mlp":
         build_kw.update(hidden=args.hidden or (256, 128), activation=args.activation or "relu",
                         dropout=pick("dropout"))
+    elif args.preset == "lenet5":
+        build_kw.update(activation=args.activation or "relu", pool=getattr(args, "pool", None) or "max",
+                        dropout=pick("dropout"))
     elif args.hidden:
         build_kw["hidden"] = args.hidden[0]
     model = preset.build(**build_kw)
@@ -100,10 +103,14 @@ def _train(args, *, title: str = "") -> dict:
     print(title or f"handgrad {__version__}: training preset {preset.name!r} ({preset.description})")
     print(f"data: {len(xtr)} training, {len(val[0])} {'validation' if args.val_split else 'test'} samples"
           + (" (shipped subset)" if args.subset else ""))
-    print(model.summary())
+    print(model.summary(preset.input_shape))
+    augment = None
+    if getattr(args, "augment", False):
+        augment = data.RandomAffine(image_shape=preset.input_shape[-2:] if len(preset.input_shape) > 1 else (28, 28))
+        print(f"augmentation: {augment}")
     t0 = time.perf_counter()
     hist = fit(model, loss, opt, xtr, ytr, epochs=epochs, batch_size=batch_size, validation_data=val,
-               callbacks=callbacks, seed=args.seed)
+               callbacks=callbacks, seed=args.seed, augment=augment)
     seconds = time.perf_counter() - t0
     test = evaluate(model, loss, xte, yte, metrics=("accuracy", "per_class_accuracy"))
 
@@ -138,7 +145,7 @@ def cmd_train(args) -> int:
 
 def cmd_demo(args) -> int:
     args.preset, args.subset, args.data = "mlp", True, None
-    args.hidden, args.activation, args.dropout = None, None, None
+    args.hidden, args.activation, args.dropout, args.pool, args.augment = None, None, None, None, False
     args.optimizer = args.momentum = args.weight_decay = args.schedule = args.lr = None
     args.batch_size, args.val_split, args.early_stopping, args.clip_norm = None, 0.0, 0, None
     _train(args, title="handgrad demo: an MLP on the shipped Fashion-MNIST subset "
@@ -171,6 +178,10 @@ def cmd_gradcheck(args) -> int:
     kw = {"seed": args.seed, "dtype": "float64"}
     if args.preset == "mlp":
         kw["hidden"] = args.hidden or (256, 128)
+    if args.preset == "lenet5" and args.pool:
+        kw["pool"] = args.pool
+    if args.activation:
+        kw["activation"] = args.activation
     model = preset.build(**kw)
     (x, y), _ = data.load_fashion_mnist_subset()
     x = data.to_float(x[:args.batch], numpy.float64)
@@ -212,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--hidden", type=_hidden, help="hidden widths, e.g. 256,128 (width and depth)")
     tr.add_argument("--activation", choices=sorted(presets.ACTIVATIONS))
     tr.add_argument("--dropout", type=float, help="dropout probability after each hidden layer")
+    tr.add_argument("--pool", choices=("max", "avg"), help="lenet5: max pooling (default) or mean pooling")
+    tr.add_argument("--augment", action="store_true",
+                    help="expand the training data on the fly: random translation, rotation and scaling")
     tr.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop"))
     tr.add_argument("--lr", type=float)
     tr.add_argument("--momentum", type=float)
@@ -236,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc = sub.add_parser("gradcheck", help="finite-difference check of every layer of a preset")
     gc.add_argument("preset", choices=sorted(presets.PRESETS))
     gc.add_argument("--hidden", type=_hidden, help="hidden widths of the mlp preset")
+    gc.add_argument("--activation", choices=sorted(presets.ACTIVATIONS))
+    gc.add_argument("--pool", choices=("max", "avg"), help="lenet5 pooling")
     gc.add_argument("--batch", type=int, default=4)
     gc.add_argument("--entries", type=int, default=64, help="entries checked per parameter array")
     gc.add_argument("--seed", type=int, default=0)

@@ -56,12 +56,48 @@ def textbook(hidden: int = 100, seed: int = 0, dtype="float32", **_) -> Sequenti
     ])
 
 
+POOLS = {"max": L.MaxPool2D, "avg": L.AvgPool2D}
+
+
+def lenet5(activation: str = "relu", pool: str = "max", dropout: float = 0.0, classes: int = 10,
+           seed: int = 0, dtype="float32", **_) -> Sequential:
+    """LeNet-5 (``001`` §3; LeCun et al. 1998) for 1×28×28 images: conv 6@5×5 (padding 2) →
+    act → pool 2 → conv 16@5×5 → act → pool 2 → dense 120 → act → dense 84 → act → dense 10.
+    ``activation="sigmoid", pool="avg"`` gives the notes' classic sigmoid / mean-pooling net."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"lenet5: unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+    if pool not in POOLS:
+        raise ValueError(f"lenet5: unknown pool {pool!r}; expected one of {sorted(POOLS)}")
+    act, P = ACTIVATIONS[activation], POOLS[pool]
+    init = "he_normal" if activation == "relu" else "normal_fan_in"
+    r = seed * 1000
+    layers: list[L.Layer] = [
+        L.Normalize(FASHION_MEAN, FASHION_STD),
+        L.Conv2D(1, 6, 5, padding=2, weight_init=init, rng=r, dtype=dtype), act(), P(2),
+        L.Conv2D(6, 16, 5, weight_init=init, rng=r + 1, dtype=dtype), act(), P(2),
+        L.Flatten(),
+        L.Dense(400, 120, weight_init=init, rng=r + 2, dtype=dtype), act(),
+    ]
+    if dropout:
+        layers.append(L.Dropout(dropout))
+    layers += [L.Dense(120, 84, weight_init=init, rng=r + 3, dtype=dtype), act()]
+    if dropout:
+        layers.append(L.Dropout(dropout))
+    layers.append(L.Dense(84, classes, rng=r + 4, dtype=dtype))
+    return Sequential(layers)
+
+
 PRESETS: dict[str, Preset] = {
     "mlp": Preset(
         "mlp", "MLP 784-256-128-10, ReLU, dropout 0.2, softmax cross-entropy, SGD momentum 0.9, L2 5e-4, cosine decay",
         mlp, losses.SoftmaxCrossEntropy, (784,),
         dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=30, batch_size=128,
              schedule="cosine", dropout=0.2)),
+    "lenet5": Preset(
+        "lenet5", "LeNet-5 (conv 6@5x5, max-pool, conv 16@5x5, max-pool, 120, 84, 10), ReLU, SGD momentum 0.9, cosine decay",
+        lenet5, losses.SoftmaxCrossEntropy, (1, 28, 28),
+        dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=30, batch_size=128,
+             schedule="cosine", dropout=0.0)),
     "textbook": Preset(
         "textbook", "003 §2: 784-100-10 sigmoid network, halved MSE, plain SGD",
         textbook, losses.MeanSquaredError, (784,),

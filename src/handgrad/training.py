@@ -100,7 +100,7 @@ def _split_validation(x, y, fraction, rng):
 def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 32,
         validation_data=None, validation_split: float = 0.0, callbacks: Sequence[Callback] = (),
         seed: int = 0, shuffle: bool = True, metrics: Sequence[str] = ("accuracy",),
-        progress_bar: bool | None = None) -> History:
+        progress_bar: bool | None = None, augment: Callable | None = None) -> History:
     """Train ``model`` by mini-batch gradient descent and return its ``History``.
 
     Each epoch shuffles the training set (seeded), splits it into mini-batches, and for each
@@ -115,6 +115,10 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     other random draw of the run. Data may be NumPy arrays whatever the device; it is moved to
     the model's device one batch at a time. The progress bar appears only on a terminal
     (``progress_bar=None``) and never in CI or when output is piped.
+
+    ``augment(x_batch, rng) -> x_batch`` transforms each training batch on the fly (data
+    expansion, ``003`` §4; e.g. ``hg.data.RandomAffine``), with a generator derived from
+    ``seed``; validation data is never augmented.
     """
     where = "fit"
     epochs = check_positive_int(epochs, where, "epochs")
@@ -124,7 +128,10 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     names = [n for n in M.parse(metrics) if n != "per_class_accuracy"]
     x, y = _as_numpy_data(x, y, where)
     seed_seq = numpy.random.SeedSequence(seed)
-    split_ss, shuffle_ss, layer_ss = seed_seq.spawn(3)
+    split_ss, shuffle_ss, layer_ss, augment_ss = seed_seq.spawn(4)
+    if augment is not None and not callable(augment):
+        raise TypeError(f"fit: expected augment to be callable (x_batch, rng) -> x_batch, got {type(augment).__name__}")
+    augment_rng = numpy.random.default_rng(augment_ss)
     if validation_data is None and validation_split:
         (x, y), validation_data = _split_validation(x, y, validation_split, numpy.random.default_rng(split_ss))
     if validation_data is not None:
@@ -162,7 +169,10 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                     idx = order[b * batch_size:(b + 1) * batch_size]
                     if shuffle:
                         idx = numpy.sort(idx)  # same batch, friendlier memory access
-                    xb = backend.asarray(x[idx], xp=xp)
+                    xb = x[idx]
+                    if augment is not None:
+                        xb = augment(xb, augment_rng)
+                    xb = backend.asarray(xb, dtype=dtype, xp=xp)
                     yb = backend.asarray(y_dev[idx], xp=xp)
                     cbs.on_batch_begin(b, {})
                     out = model.forward(xb, training=True)

@@ -112,10 +112,8 @@ class Conv2D(Layer):
             delta = delta.reshape(n, d, oh * wp)
         else:
             delta = grad_y.reshape(n, d, oh * ow)                 # (N, D, P)
-        self.grads["b"] = delta.sum(axis=(0, 2))
-        # Σ_n δ_n X_col,nᵀ: one small product per sample, then the sum over the batch (a single
-        # (D × N·P)(N·P × K) product is several times slower in BLAS for these skinny shapes)
-        self.grads["W"] = xp.matmul(delta, self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
+        if self.trainable:  # a frozen layer passes the error on but computes no parameter gradient
+            self._param_grads(xp, delta, W)
         if not need_input_grad:
             return None
         dcols = xp.matmul(W.reshape(d, -1).T, delta)             # (N, K, P)
@@ -126,6 +124,12 @@ class Conv2D(Layer):
         if ph or pw:
             dx = dx[:, :, ph:dx.shape[2] - ph, pw:dx.shape[3] - pw]
         return dx
+
+    def _param_grads(self, xp, delta, W) -> None:
+        self.grads["b"] = delta.sum(axis=(0, 2))
+        # Σ_n δ_n X_col,nᵀ: one small product per sample, then the sum over the batch (a single
+        # (D × N·P)(N·P × K) product is several times slower in BLAS for these skinny shapes)
+        self.grads["W"] = xp.matmul(delta, self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
 
     def output_shape(self, input_shape):
         _, h, w = input_shape

@@ -65,8 +65,9 @@ class Dense(Layer):
 
     def _backward(self, grad_y, need_input_grad: bool):
         x, W = self._x, self.params["W"]
-        self.grads["W"] = grad_y.T @ x
-        self.grads["b"] = grad_y.sum(axis=0)
+        if self.trainable:  # a frozen layer passes the error on but computes no parameter gradient
+            self.grads["W"] = grad_y.T @ x
+            self.grads["b"] = grad_y.sum(axis=0)
         return grad_y @ W if need_input_grad else None
 
     def output_shape(self, input_shape):
