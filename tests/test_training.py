@@ -236,6 +236,19 @@ def test_nan_or_inf_in_x_raises(bad):
         np.testing.assert_array_equal(v, before[k])
 
 
+def test_nan_deep_inside_large_x_raises():
+    # larger than the NaN check's chunk size: the value sits in the last chunk
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1200, 1000)).astype(np.float32)
+    x[-1, -1] = np.nan
+    y = rng.integers(0, 3, 1200)
+    model = hg.Sequential([L.Dense(1000, 3, rng=0)])
+    with pytest.raises(ValueError, match="NaN"):
+        hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.05), x, y)
+    with pytest.raises(ValueError, match="NaN"):
+        hg.evaluate(model, losses.SoftmaxCrossEntropy(), x, y)
+
+
 def test_nan_in_validation_x_raises():
     x, y = blobs(n=30)
     xv, yv = blobs(n=10, seed=2)
@@ -503,6 +516,19 @@ def test_progress_enabled_only_on_a_terminal_outside_ci(monkeypatch):
     assert progress.enabled(Pipe()) is False
     monkeypatch.setenv("CI", "true")
     assert progress.enabled(FakeTTY()) is False
+
+
+def test_fit_leaves_frozen_layers_untouched():
+    x, y = blobs(n=60)
+    model = small_mlp()
+    model.layers[0].trainable = False
+    before = model.get_weights()
+    hg.fit(model, losses.SoftmaxCrossEntropy(), optim.Adam(model, 1e-2, weight_decay=0.1), x, y,
+           epochs=2, batch_size=8)
+    after = model.get_weights()
+    np.testing.assert_array_equal(after["0.W"], before["0.W"])
+    np.testing.assert_array_equal(after["0.b"], before["0.b"])
+    assert not np.array_equal(after["2.W"], before["2.W"])
 
 
 def test_fit_accepts_float64_model_and_keeps_dtype():
