@@ -128,6 +128,7 @@ class ModelCheckpoint(Callback):
     def on_train_begin(self, logs=None) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
         self.saved: list[str] = []
+        self._warned = False
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         from .io import save
@@ -135,8 +136,10 @@ class ModelCheckpoint(Callback):
         logs = logs or {}
         if self.save_best_only:
             if self.monitor not in logs:
-                warnings.warn(f"ModelCheckpoint: metric {self.monitor!r} is not available; "
-                              f"available metrics are {sorted(logs)}", stacklevel=2)
+                if not self._warned:
+                    warnings.warn(f"ModelCheckpoint: metric {self.monitor!r} is not available; "
+                                  f"available metrics are {sorted(logs)}", stacklevel=2)
+                    self._warned = True
                 return
             value = float(logs[self.monitor])
             better = value < self.best if self.mode == "min" else value > self.best

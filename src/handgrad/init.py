@@ -7,10 +7,37 @@ early saturation; the notes draw biases from N(0, 1) (``bias="normal"``), we def
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from typing import Callable
 
 import numpy
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def deferred():
+    """Inside this context initializers draw nothing and allocate nothing: they return
+    read-only zero-stride views of the right shape and dtype. ``hg.load`` builds layers this
+    way, so a forged architecture cannot make it allocate before the file's own tensors (whose
+    sizes the file bounds) have been checked against it."""
+    previous = getattr(_state, "deferred", False)
+    _state.deferred = True
+    try:
+        yield
+    finally:
+        _state.deferred = previous
+
+
+def is_deferred() -> bool:
+    return getattr(_state, "deferred", False)
+
+
+def placeholder(shape, dtype):
+    """A zero-stride, read-only view standing for an array of ``shape`` (no memory)."""
+    return numpy.broadcast_to(numpy.zeros((), dtype=dtype), tuple(shape))
 
 WEIGHT_INITS: dict[str, Callable] = {}
 BIAS_INITS = ("zeros", "normal")
@@ -62,10 +89,14 @@ def standard_normal(shape, fan_in: int, fan_out: int, rng: numpy.random.Generato
 def weights(name: str, shape, fan_in: int, fan_out: int, rng, dtype, where: str):
     if name not in WEIGHT_INITS:
         raise ValueError(f"{where}: unknown weight_init {name!r}; expected one of {sorted(WEIGHT_INITS)}")
+    if is_deferred():
+        return placeholder(shape, dtype)
     return WEIGHT_INITS[name](shape, fan_in, fan_out, rng, dtype)
 
 
 def bias(name: str, shape, rng, dtype, where: str):
+    if name in BIAS_INITS and is_deferred():
+        return placeholder(shape, dtype)
     if name == "zeros":
         return numpy.zeros(shape, dtype=dtype)
     if name == "normal":

@@ -15,7 +15,7 @@ import tempfile
 
 import numpy
 
-from . import backend
+from . import backend, init
 from .layers.base import REGISTRY
 from .model import Sequential
 
@@ -84,7 +84,7 @@ def _parse_header(data: bytes, where: str) -> dict:
         raise ValueError(f"{where}: not a handgrad model file (header length {n} exceeds the file)")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{where}: malformed safetensors header ({exc})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{where}: malformed safetensors header (not a JSON object)")
@@ -98,15 +98,20 @@ def _build(arch, where: str) -> Sequential:
     for i, spec in enumerate(arch["layers"]):
         if not isinstance(spec, dict) or not isinstance(spec.get("config", {}), dict):
             raise ValueError(f"{where}: layer {i} has a malformed description")
-        cls = REGISTRY.get(spec.get("class"))
+        name = spec.get("class")
+        cls = REGISTRY.get(name) if isinstance(name, str) else None
         if cls is None:
             raise ValueError(f"{where}: layer {i} has unknown class {spec.get('class')!r}; "
                              f"known classes are {sorted(REGISTRY)}")
         try:
-            layer = cls(**spec.get("config", {}))
-        except (TypeError, ValueError, OverflowError, MemoryError) as exc:
-            raise ValueError(f"{where}: cannot rebuild layer {i} ({spec.get('class')}): {exc}") from None
-        layer.trainable = bool(spec.get("trainable", True))
+            with init.deferred():  # shapes only: nothing is drawn or allocated yet
+                layer = cls(**spec.get("config", {}))
+        except (TypeError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
+            raise ValueError(f"{where}: cannot rebuild layer {i} ({name}): {exc}") from None
+        trainable = spec.get("trainable", True)
+        if not isinstance(trainable, bool):
+            raise ValueError(f"{where}: layer {i} has a non-boolean 'trainable' flag {trainable!r}")
+        layer.trainable = trainable
         layers.append(layer)
     return Sequential(layers)
 
@@ -132,7 +137,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     _, meta = _read_meta(path, where)
     try:
         user = json.loads(meta.get("user", "{}"))
-    except (TypeError, json.JSONDecodeError) as exc:
+    except (TypeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{where}: malformed metadata ({exc})") from None
     if not isinstance(user, dict):
         raise ValueError(f"{where}: malformed metadata (not a JSON object)")
@@ -149,12 +154,17 @@ def load(path: str | os.PathLike) -> Sequential:
     data, meta = _read_meta(path, where)
     try:
         arch = json.loads(meta["architecture"])
-    except (TypeError, json.JSONDecodeError) as exc:
+    except (TypeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{where}: malformed architecture metadata ({exc})") from None
     model = _build(arch, where)
+    header = _parse_header(data, where)
+    for key, info in header.items():
+        if key != "__metadata__" and not (isinstance(info, dict) and info.get("dtype") in ("F32", "F64")):
+            dtype = info.get("dtype") if isinstance(info, dict) else None
+            raise ValueError(f"{where}: tensor {key!r} has dtype {dtype!r}, expected F32 or F64")
     try:
         tensors = st_load(data)
-    except (SafetensorError, ValueError, TypeError, OverflowError) as exc:
+    except (SafetensorError, ValueError, TypeError, OverflowError, KeyError) as exc:
         raise ValueError(f"{where}: malformed tensor data ({exc})") from None
     expected = {f"layers.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
     if set(tensors) != set(expected):

@@ -23,14 +23,17 @@ def _read_bytes(path: str) -> bytes:
         head = fh.read(2)
         fh.seek(0)
         if head == b"\x1f\x8b":
+            chunks, total = [], 0
             try:
                 with gzip.GzipFile(fileobj=fh) as gz:
-                    data = gz.read(MAX_BYTES + 1)
+                    while chunk := gz.read(1 << 22):  # chunked: no buffer sized by a limit
+                        total += len(chunk)
+                        if total > MAX_BYTES:
+                            raise ValueError(f"read_idx({path!r}): decompressed data exceeds {MAX_BYTES} bytes")
+                        chunks.append(chunk)
             except (OSError, EOFError, zlib.error) as exc:
                 raise ValueError(f"read_idx({path!r}): corrupt gzip data ({exc})") from None
-            if len(data) > MAX_BYTES:
-                raise ValueError(f"read_idx({path!r}): decompressed data exceeds {MAX_BYTES} bytes")
-            return data
+            return b"".join(chunks)
         return fh.read()
 
 

@@ -10,7 +10,8 @@ from .. import backend
 def to_float(images, dtype=backend.DEFAULT_DTYPE, flatten: bool = True) -> numpy.ndarray:
     """uint8 images → floats in [0, 1]; ``(N, H, W)`` → ``(N, H·W)`` when ``flatten``."""
     x = numpy.asarray(images)
-    out = x.astype(dtype) / dtype(255) if x.dtype == numpy.uint8 else x.astype(dtype)
+    dt = numpy.dtype(dtype)
+    out = x.astype(dt) / dt.type(255) if x.dtype == numpy.uint8 else x.astype(dt)
     return out.reshape(out.shape[0], -1) if flatten else out
 
 

@@ -74,9 +74,14 @@ class Layer:
         """Give a stochastic layer the generator for its draws (``fit`` calls this)."""
 
     def zero_grads(self) -> None:
+        from .. import init
+
         for k, p in self.params.items():
+            if init.is_deferred():
+                self.grads[k] = init.placeholder(p.shape, p.dtype)
+                continue
             xp = backend.array_module(p)
-            self.grads[k] = xp.zeros_like(p)
+            self.grads[k] = xp.zeros(p.shape, dtype=p.dtype)
 
     @property
     def num_params(self) -> int:

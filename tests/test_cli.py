@@ -1,0 +1,174 @@
+"""The ``handgrad`` command line, run in-process through ``handgrad.cli.main`` (fast), plus
+one subprocess check of the installed console script."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad import cli
+
+
+def run_cli(args, capsys):
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained_mlp(tmp_path_factory):
+    """``train mlp --subset --epochs 1 --hidden 32`` once for the tests below."""
+    out = tmp_path_factory.mktemp("train-mlp")
+    code = cli.main(["train", "mlp", "--subset", "--epochs", "1", "--hidden", "32", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_demo_writes_model_history_and_curves(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, _ = run_cli(["demo", "--epochs", 1, "--out", out], capsys)
+    assert code == 0
+    for name in ("model.safetensors", "history.json", "curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    hist = json.loads((out / "history.json").read_text())
+    assert hist["preset"] == "mlp" and hist["epochs_run"] == 1
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert len(hist["history"][key]) == 1
+    assert 0.5 < hist["test_accuracy"] <= 1.0
+    model = hg.load(out / "model.safetensors")
+    assert isinstance(model, hg.Sequential)
+    assert hg.io.read_metadata(out / "model.safetensors")["preset"] == "mlp"
+    assert "pass" in stdout and "FAIL" not in stdout
+    assert "epoch   1/1" in stdout
+
+
+def test_train_then_evaluate(trained_mlp, capsys):
+    model_path = trained_mlp / "model.safetensors"
+    assert model_path.is_file()
+    hist = json.loads((trained_mlp / "history.json").read_text())
+    assert hist["args"]["hidden"] == [32]
+    assert hist["epochs_run"] == 1
+    model = hg.load(model_path)
+    widths = [layer.out_features for layer in model.layers if isinstance(layer, hg.layers.Dense)]
+    assert widths == [32, 10]
+    meta = hg.io.read_metadata(model_path)
+    assert meta == {"preset": "mlp", "loss": "SoftmaxCrossEntropy", "input_shape": [784]}
+
+    code, out, err = run_cli(["evaluate", model_path, "--subset"], capsys)
+    assert code == 0, err
+    m = re.search(r"accuracy (\d+\.\d+)%", out)
+    assert m, out
+    acc = float(m.group(1)) / 100
+    assert acc > 0.5  # one epoch of a 32-unit MLP: ~0.75-0.8; chance is 0.1
+    # the same test set: evaluate reports what training recorded
+    assert acc == pytest.approx(hist["test_accuracy"], abs=6e-5)
+    assert "1000 test images" in out
+    assert re.search(r"top-3 (\d+\.\d+)%", out)
+    for name in hg.data.CLASSES:
+        assert name in out
+
+
+def test_evaluate_prints_per_class_lines_that_average_to_accuracy(trained_mlp, capsys):
+    code, out, _ = run_cli(["evaluate", trained_mlp / "model.safetensors", "--subset"], capsys)
+    assert code == 0
+    acc = float(re.search(r"accuracy (\d+\.\d+)%", out).group(1))
+    per_class = [float(v) for v in re.findall(r"^\s+\S.*?\s(\d+\.\d+)%$", out, flags=re.M)]
+    assert len(per_class) == 10
+    # the subset's test part is balanced (100 per class), so the mean of the per-class
+    # accuracies is the accuracy
+    assert np.mean(per_class) == pytest.approx(acc, abs=0.01)
+
+
+@pytest.mark.parametrize("args", [["gradcheck", "mlp", "--hidden", "16"], ["gradcheck", "textbook"]])
+def test_gradcheck_passes(args, capsys):
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0
+    assert "pass" in out and "FAIL" not in out
+    worst = float(re.search(r"worst: (\S+)", out).group(1))
+    assert worst < 1e-6
+
+
+def test_bad_preset_exits_nonzero(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "resnet50", "--subset"])
+    assert info.value.code not in (0, None)
+    assert "resnet50" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "mlp", "--subset", "--bogus-option"],
+    ["train", "mlp", "--subset", "--hidden", "a,b"],
+    ["train", "mlp", "--subset", "--hidden", "0"],
+    ["train", "mlp", "--subset", "--optimizer", "lbfgs"],
+    ["train", "mlp", "--subset", "--data", "/tmp"],
+    ["gradcheck", "nope"],
+    ["frobnicate"],
+    [],
+])
+def test_bad_options_exit_nonzero(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert info.value.code not in (0, None)
+    assert capsys.readouterr().err
+
+
+def test_bad_values_return_error_code(tmp_path, capsys):
+    code, _, err = run_cli(["train", "mlp", "--subset", "--epochs", "0", "--out", tmp_path / "o"], capsys)
+    assert code != 0
+    assert "error" in err
+    code, _, err = run_cli(["train", "mlp", "--subset", "--epochs", "1", "--lr", "-1",
+                            "--out", tmp_path / "o2"], capsys)
+    assert code != 0
+    assert "lr" in err
+
+
+def test_evaluate_missing_or_malformed_model(tmp_path, capsys):
+    code, _, err = run_cli(["evaluate", tmp_path / "missing.safetensors", "--subset"], capsys)
+    assert code != 0 and "error" in err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    code, _, err = run_cli(["evaluate", bad, "--subset"], capsys)
+    assert code != 0 and "error" in err
+
+
+def test_train_without_data_reports_where_it_looked(tmp_path, capsys, monkeypatch):
+    from handgrad.data import fashion
+
+    monkeypatch.delenv("HANDGRAD_DATA", raising=False)
+    monkeypatch.setattr(fashion, "SYSTEM_DIR", str(tmp_path / "nowhere"))
+    code, _, err = run_cli(["train", "mlp", "--data", tmp_path / "empty", "--epochs", "1",
+                            "--out", tmp_path / "o"], capsys)
+    assert code != 0
+    assert str(tmp_path / "nowhere") in err
+
+
+def _console_script():
+    exe = shutil.which("handgrad")
+    if exe is None:
+        candidate = os.path.join(sysconfig.get_path("scripts"), "handgrad")
+        exe = candidate if os.path.exists(candidate) else None
+    return exe
+
+
+def test_console_script_version():
+    exe = _console_script()
+    assert exe is not None, "the `handgrad` console script is not installed"
+    res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"handgrad {hg.__version__}"
+
+
+def test_module_entry_point_version():
+    res = subprocess.run([sys.executable, "-m", "handgrad.cli", "--version"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0
+    assert hg.__version__ in res.stdout
