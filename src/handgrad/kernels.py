@@ -102,29 +102,31 @@ def _flat_padded(x, kw: int):
 
 
 def im2col_wide(x, kh: int, kw: int):
-    """Stride-1 im2col over full-width rows: ``(N, C, H, W)`` → ``(N, K, OH·W)``."""
+    """Stride-1 im2col over full-width rows, batch folded into the columns:
+    ``(N, C, H, W)`` → ``(K, N·OH·W)``, so a whole layer is one matrix product W_mat X_col."""
     xp = backend.array_module(x)
     n, c, h, w = x.shape
     oh = h - kh + 1
     flat = _flat_padded(x, kw)
     s0, s1, s2 = flat.strides
     view = xp.lib.stride_tricks.as_strided(
-        flat, shape=(n, c, kh, kw, oh * w), strides=(s0, s1, w * s2, s2, s2), writeable=False)
-    return view.reshape(n, c * kh * kw, oh * w)
+        flat, shape=(c, kh, kw, n, oh * w), strides=(s1, w * s2, s2, s0, s2), writeable=False)
+    return view.reshape(c * kh * kw, n * oh * w)
 
 
 def col2im_wide(cols, shape, kh: int, kw: int):
-    """Adjoint of ``im2col_wide``: ``(N, K, OH·W)`` → ``(N, C, H, W)`` by kH·kW additions of
-    contiguous runs (the full convolution of δ with the 180°-rotated kernel)."""
+    """Adjoint of ``im2col_wide``: ``(K, N·OH·W)`` → ``(N, C, H, W)`` (a transposed view of a
+    ``(C, N, H, W)`` buffer) by kH·kW additions of contiguous runs — the full convolution of δ
+    with the 180°-rotated kernel."""
     xp = backend.array_module(cols)
     n, c, h, w = shape
     oh = h - kh + 1
     run = oh * w
     extra = w if kw > 1 else 0
-    out = xp.zeros((n, c, h * w + extra), dtype=cols.dtype)
-    cols = cols.reshape(n, c, kh, kw, run)
+    out = xp.zeros((c, n, h * w + extra), dtype=cols.dtype)
+    cols = cols.reshape(c, kh, kw, n, run)
     for i in range(kh):
         for j in range(kw):
             start = i * w + j
-            out[:, :, start:start + run] += cols[:, :, i, j]
-    return out[:, :, :h * w].reshape(n, c, h, w)
+            out[:, :, start:start + run] += cols[:, i, j]
+    return out[:, :, :h * w].reshape(c, n, h, w).transpose(1, 0, 2, 3)

@@ -13,6 +13,20 @@ from ..kernels import col2im, col2im_wide, im2col, im2col_wide, out_size, pad, p
 from .base import Layer, register
 
 
+def _weight_grad(delta, cols, n: int):
+    """δ X_colᵀ for δ ``(D, N·P)`` and X_col ``(K, N·P)``: a product over a very long inner
+    dimension, which OpenBLAS handles poorly for skinny D×K. Measured on 2 cores: for small
+    D·K (LeNet's first layer, 6×25) N per-sample products summed are ~4× faster; for larger
+    D·K computing (X_col δᵀ)ᵀ is ~2× faster than δ X_colᵀ."""
+    xp = backend.array_module(delta)
+    d, k = delta.shape[0], cols.shape[0]
+    if d * k < 1024:
+        p = delta.shape[1] // n
+        per_sample = xp.matmul(delta.reshape(d, n, p).transpose(1, 0, 2), cols.reshape(k, n, p).transpose(1, 2, 0))
+        return per_sample.sum(axis=0)
+    return (cols @ delta.T).T
+
+
 @register
 class Conv2D(Layer):
     r"""Multi-channel 2-D cross-correlation with stride and zero padding.
@@ -23,9 +37,10 @@ class Conv2D(Layer):
 
     with x̃ the input zero-padded by ``padding``. Computed as im2col: every receptive field is
     unrolled into a column of X_col ``(N, K, OH·OW)`` and y_n = W_mat X_col,n with
-    W_mat = W.reshape(D, K) — one batched matrix product per layer. With stride 1 the columns
-    span full padded rows (``kernels.im2col_wide``) so that im2col/col2im move contiguous runs;
-    the extra columns are dropped and carry no error.
+    W_mat = W.reshape(D, K). With stride 1 the columns span full padded rows and fold the batch
+    in (``kernels.im2col_wide``, X_col ``(K, N·OH·Wp)``): the layer is one matrix product, and
+    im2col/col2im move contiguous runs; the extra columns are dropped and carry no error. Other
+    strides use one product per sample.
 
     Backward, with δ = dC/dy ``(N, D, OH, OW)``:
 
@@ -89,15 +104,19 @@ class Conv2D(Layer):
         n, d = x.shape[0], self.out_channels
         oh, ow = out_size(xpad.shape[2], kh, sh), out_size(xpad.shape[3], kw, sw)
         wide = (sh, sw) == (1, 1)
-        # columns (N, K, P): P = OH·OW, or OH·Wp for the stride-1 full-width-row layout
-        cols = im2col_wide(xpad, kh, kw) if wide else im2col(xpad, kh, kw, sh, sw)
-        y = xp.matmul(W.reshape(d, -1), cols)                    # (N, D, P)
-        y += b[:, None]
+        if wide:  # one product for the whole batch: (D, K)(K, N·OH·Wp)
+            cols = im2col_wide(xpad, kh, kw)
+            y = W.reshape(d, -1) @ cols
+            y += b[:, None]
+            out = y.reshape(d, n, oh, xpad.shape[3])[..., :ow].transpose(1, 0, 2, 3)
+        else:     # one product per sample: (D, K)(K, OH·OW)
+            cols = im2col(xpad, kh, kw, sh, sw)
+            y = xp.matmul(W.reshape(d, -1), cols)
+            y += b[:, None]
+            out = y.reshape(n, d, oh, ow)
         if training:
             self._cols, self._xpad_shape = cols, xpad.shape
-        if wide:
-            return y.reshape(n, d, oh, xpad.shape[3])[..., :ow]
-        return y.reshape(n, d, oh, ow)
+        return out
 
     def _backward(self, grad_y, need_input_grad: bool):
         xp = backend.array_module(grad_y)
@@ -105,31 +124,31 @@ class Conv2D(Layer):
         n, d, oh, ow = grad_y.shape
         W = self.params["W"]
         wide = (sh, sw) == (1, 1)
-        if wide:  # zero error on the extra columns of the full-width rows
-            wp = self._xpad_shape[3]
-            delta = xp.zeros((n, d, oh, wp), dtype=grad_y.dtype)
-            delta[..., :ow] = grad_y
-            delta = delta.reshape(n, d, oh * wp)
-        else:
-            delta = grad_y.reshape(n, d, oh * ow)                 # (N, D, P)
-        if self.trainable:  # a frozen layer passes the error on but computes no parameter gradient
-            self._param_grads(xp, delta, W)
-        if not need_input_grad:
-            return None
-        dcols = xp.matmul(W.reshape(d, -1).T, delta)             # (N, K, P)
+        Wm = W.reshape(d, -1)
         if wide:
-            dx = col2im_wide(dcols, self._xpad_shape, kh, kw)
+            # δ laid out (D, N·OH·Wp), zero on the extra columns of the full-width rows
+            wp = self._xpad_shape[3]
+            delta = xp.zeros((d, n, oh, wp), dtype=grad_y.dtype)
+            delta[..., :ow] = grad_y.transpose(1, 0, 2, 3)
+            delta = delta.reshape(d, -1)
+            if self.trainable:  # a frozen layer passes the error on but computes no parameter gradient
+                self.grads["b"] = delta.sum(axis=1)
+                self.grads["W"] = _weight_grad(delta, self._cols, n).reshape(W.shape)
+            if not need_input_grad:
+                return None
+            dx = col2im_wide(Wm.T @ delta, self._xpad_shape, kh, kw)
         else:
-            dx = col2im(dcols, self._xpad_shape, kh, kw, sh, sw)
+            delta = grad_y.reshape(n, d, oh * ow)                 # (N, D, OH·OW)
+            if self.trainable:
+                self.grads["b"] = delta.sum(axis=(0, 2))
+                # Σ_n δ_n X_col,nᵀ: one small product per sample, then the sum over the batch
+                self.grads["W"] = xp.matmul(delta, self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
+            if not need_input_grad:
+                return None
+            dx = col2im(xp.matmul(Wm.T, delta), self._xpad_shape, kh, kw, sh, sw)
         if ph or pw:
             dx = dx[:, :, ph:dx.shape[2] - ph, pw:dx.shape[3] - pw]
         return dx
-
-    def _param_grads(self, xp, delta, W) -> None:
-        self.grads["b"] = delta.sum(axis=(0, 2))
-        # Σ_n δ_n X_col,nᵀ: one small product per sample, then the sum over the batch (a single
-        # (D × N·P)(N·P × K) product is several times slower in BLAS for these skinny shapes)
-        self.grads["W"] = xp.matmul(delta, self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
 
     def output_shape(self, input_shape):
         _, h, w = input_shape

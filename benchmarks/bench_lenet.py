@@ -1,0 +1,93 @@
+"""One training epoch of LeNet-5 (conv 6@5×5 pad 2, ReLU, max-pool 2, conv 16@5×5, ReLU,
+max-pool 2, dense 120, 84, 10; softmax cross-entropy; SGD momentum 0.9; batch 128) with
+handgrad and with PyTorch CPU, in one process, on the same data and threads. Prints seconds
+per epoch, the time ratio, achieved GFLOP/s and peak memory.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_lenet.py [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+import handgrad as hg  # noqa: E402
+from handgrad import layers as L, losses, optim  # noqa: E402
+
+
+def load_data(subset: bool):
+    (x, y), _ = hg.data.load_fashion_mnist_subset() if subset else hg.data.load_fashion_mnist()
+    x = hg.data.standardize(hg.data.to_float(x, flatten=False)).reshape(-1, 1, 28, 28)
+    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
+
+
+def flops_per_epoch(n: int) -> float:
+    """2 × multiply-adds: forward once, backward twice (conv1 needs no input gradient)."""
+    conv1 = 28 * 28 * 6 * 25
+    conv2 = 10 * 10 * 16 * 150
+    dense = 400 * 120 + 120 * 84 + 84 * 10
+    fwd = conv1 + conv2 + dense
+    return 2.0 * n * (fwd + 2 * fwd - conv1)
+
+
+def handgrad_model():
+    m = hg.Sequential([
+        L.Conv2D(1, 6, 5, padding=2, weight_init="he_normal", rng=0), L.ReLU(), L.MaxPool2D(2),
+        L.Conv2D(6, 16, 5, weight_init="he_normal", rng=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
+        L.Dense(400, 120, weight_init="he_normal", rng=2), L.ReLU(),
+        L.Dense(120, 84, weight_init="he_normal", rng=3), L.ReLU(), L.Dense(84, 10, rng=4)])
+    return m, optim.SGD(m, 0.05, momentum=0.9)
+
+
+def torch_model(torch):
+    nn = torch.nn
+    m = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                      nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                      nn.Linear(84, 10))
+    return m, torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--samples", type=int, default=0, help="use only the first N training images (0: all)")
+    ap.add_argument("--subset", action="store_true", help="use the shipped subset (quick smoke run)")
+    ap.add_argument("--child", choices=("handgrad", "torch"), help=argparse.SUPPRESS)
+    ap.add_argument("--no-memory", action="store_true")
+    args = ap.parse_args()
+    import torch
+
+    threads = harness.blas_info()["num_threads"]
+    torch.set_num_threads(threads)
+    x, y = load_data(args.subset)
+    if args.samples:
+        x, y = x[:args.samples], y[:args.samples]
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    if args.child == "handgrad":
+        m, o = handgrad_model()
+        return harness.measure_child(lambda: harness.handgrad_epoch(m, o, x, y, args.batch, 0))
+    if args.child == "torch":
+        m, o = torch_model(torch)
+        return harness.measure_child(lambda: harness.torch_epoch(torch, m, o, xt, yt, args.batch, 0))
+
+    hm, ho = handgrad_model()
+    tm, to = torch_model(torch)
+    th, tt = harness.interleaved(lambda r: harness.handgrad_epoch(hm, ho, x, y, args.batch, r),
+                                 lambda r: harness.torch_epoch(torch, tm, to, xt, yt, args.batch, r), args.repeats)
+    acc_h = hg.evaluate(hm, losses.SoftmaxCrossEntropy(), x, y)["accuracy"]
+    with torch.no_grad():
+        acc_t = (tm(xt).argmax(1) == yt).float().mean().item()
+    extra = ["--batch", str(args.batch), "--samples", str(args.samples)] + (["--subset"] if args.subset else [])
+    mem = None if args.no_memory else harness.memory_pair(__file__, extra)
+    harness.report(f"LeNet-5, batch {args.batch}, {threads} BLAS/torch threads", flops_per_epoch(x.shape[0]),
+                   x.shape[0], th, tt, acc_h, acc_t, mem, torch)
+
+
+if __name__ == "__main__":
+    main()
