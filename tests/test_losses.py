@@ -382,13 +382,37 @@ def test_integer_label_shape_mismatch_is_value_error(name, label_shape):
         ALL[name]().forward(out, np.zeros(label_shape, np.int64))
 
 
-@pytest.mark.parametrize("name", ["SoftmaxCrossEntropy", "NegativeLogLikelihood", "BinaryCrossEntropy"])
-@pytest.mark.parametrize("bad", [10, -1, 100])
+@pytest.mark.parametrize("name,bad", [
+    (name, bad) for name in ("SoftmaxCrossEntropy", "NegativeLogLikelihood", "BinaryCrossEntropy")
+    for bad in (10, -1, -2, 100)
+    if not (name == "SoftmaxCrossEntropy" and bad == -1)  # -1 is its ignore_index: tested below
+])
 def test_labels_out_of_range_are_value_errors(name, bad):
     out = probabilities((4, 10))
     lab = np.array([0, 3, bad, 9])
     with pytest.raises(ValueError, match=rf"{name}.*\[0, 9\]"):
         ALL[name]().forward(out, lab)
+
+
+def test_ignore_index_can_be_disabled():
+    with pytest.raises(ValueError, match=r"SoftmaxCrossEntropy.*\[0, 9\]"):
+        losses.SoftmaxCrossEntropy(ignore_index=None).forward(logits((4, 10)), np.array([0, 3, -1, 9]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64])
+def test_ignore_index_leaves_steps_out_of_cost_and_gradient(dtype):
+    """Padded steps (label -1) add no cost and no gradient; the mean runs over the others."""
+    out = logits((2, 5, 4)).astype(dtype)
+    lab = np.random.default_rng(3).integers(0, 4, (2, 5))
+    lab[0, 3:] = -1
+    loss = losses.SoftmaxCrossEntropy()
+    value = loss.forward(out, lab)
+    grad = loss.backward()
+    assert np.all(grad[0, 3:] == 0)
+    keep = lab >= 0
+    ref = losses.SoftmaxCrossEntropy().forward(out[keep][None], lab[keep][None])
+    assert value == pytest.approx(ref, rel=1e-12)
+    assert hg.gradcheck(losses.SoftmaxCrossEntropy(), out, lab).max_error < 1e-6
 
 
 def test_sequence_labels_out_of_range():

@@ -24,6 +24,8 @@ class Loss:
 
     #: whether integer class labels make sense for this loss
     accepts_labels = True
+    #: label value that marks a sample or time step to leave out of the cost (None: none)
+    ignore_index: int | None = None
 
     def __init__(self) -> None:
         self._grad = None
@@ -39,6 +41,9 @@ class Loss:
         check_float_array(output, f"{self}.forward", ndim=(1, 2, 3), name="output")
         target = self._targets(output, target)
         count = output.shape[0] * (output.shape[1] if output.ndim == 3 else 1)
+        if self.ignore_index is not None and target.dtype.kind in "iu":
+            # padded steps / unlabeled samples: no cost, no gradient; the mean is over the rest
+            count = max(1, int((target != self.ignore_index).sum()))
         value, grad = self._compute(output, target, count)
         self._grad = grad
         return float(value)
@@ -71,8 +76,10 @@ class Loss:
                     f"{where}: integer labels must have shape {tuple(output.shape[:-1])} for output of "
                     f"shape {tuple(output.shape)}, got {tuple(target.shape)}")
             k = output.shape[-1]
-            if target.size and (int(target.min()) < 0 or int(target.max()) >= k):
-                raise ValueError(f"{where}: labels must be in [0, {k - 1}], got values in "
+            low = -1 if self.ignore_index is not None else 0
+            if target.size and (int(target.min()) < low or int(target.max()) >= k):
+                allowed = f"[0, {k - 1}]" + (" or -1 (ignored)" if low < 0 else "")
+                raise ValueError(f"{where}: labels must be in {allowed}, got values in "
                                  f"[{int(target.min())}, {int(target.max())}]")
             return target
         if target.dtype.kind != "f":
@@ -192,8 +199,17 @@ class SoftmaxCrossEntropy(Loss):
     """Softmax output fused with the negative log-likelihood (``003`` §3):
     c = −Σ_j y_j ln softmax(z)_j, and dc/dz = softmax(z) − y — the δ⁽ᴸ⁾ = a − y that
     replaces statement (1). ln softmax is computed as z − max z − ln Σ e^{z − max z}, stable
-    for logits of any size. Targets: integer labels or one-hot/probability rows.
+    for logits of any size. Targets: integer labels or one-hot/probability rows. For sequences
+    ``(N, T, C)`` the cost is averaged over samples and steps (``003`` §6: δ[t] = (a − y)/T per
+    sequence); an integer label of ``ignore_index`` (−1 by default; ``None`` disables it) marks a
+    padded step that adds neither cost nor gradient, the mean running over the other steps.
     """
+
+    def __init__(self, ignore_index: int | None = -1) -> None:
+        super().__init__()
+        if ignore_index is not None and ignore_index != -1:
+            raise ValueError(f"SoftmaxCrossEntropy: ignore_index must be -1 or None, got {ignore_index!r}")
+        self.ignore_index = ignore_index
 
     def _check_rank(self, output):
         if output.ndim < 2:
@@ -205,7 +221,9 @@ class SoftmaxCrossEntropy(Loss):
         logp = F.log_softmax(output, axis=-1)
         if target.dtype.kind == "f":
             return -(target * logp).sum(axis=-1)
-        return -xp.take_along_axis(logp, target[..., None].astype(xp.int64), axis=-1)[..., 0]
+        valid = target >= 0
+        idx = xp.where(valid, target, 0)[..., None].astype(xp.int64)
+        return -xp.take_along_axis(logp, idx, axis=-1)[..., 0] * valid
 
     def _compute(self, output, target, count):
         self._check_rank(output)
@@ -219,10 +237,18 @@ class SoftmaxCrossEntropy(Loss):
             grad *= s
             grad -= target
         else:
-            idx = target[..., None].astype(xp.int64)
-            value = -float(xp.take_along_axis(logp, idx, axis=-1).sum()) / count
-            picked = xp.take_along_axis(grad, idx, axis=-1)
-            xp.put_along_axis(grad, idx, picked - 1, axis=-1)
+            if self.ignore_index is not None and bool((target < 0).any()):
+                valid = (target >= 0)
+                idx = xp.where(valid, target, 0)[..., None].astype(xp.int64)
+                value = -float((xp.take_along_axis(logp, idx, axis=-1)[..., 0] * valid).sum()) / count
+                picked = xp.take_along_axis(grad, idx, axis=-1)
+                xp.put_along_axis(grad, idx, picked - 1, axis=-1)
+                grad *= valid[..., None]
+            else:
+                idx = target[..., None].astype(xp.int64)
+                value = -float(xp.take_along_axis(logp, idx, axis=-1).sum()) / count
+                picked = xp.take_along_axis(grad, idx, axis=-1)
+                xp.put_along_axis(grad, idx, picked - 1, axis=-1)
         grad /= count
         return value, grad
 

@@ -17,13 +17,19 @@ def labels_of(target):
 
 
 def correct(output, labels):
-    """Number of samples whose argmax equals the label."""
+    """Number of samples (or time steps) whose argmax equals the label; labels < 0 (padding)
+    never count."""
     xp = backend.array_module(output)
     return int((xp.argmax(output, axis=-1) == labels).sum())
 
 
+def count(labels) -> int:
+    """Number of labelled items (labels ≥ 0; −1 marks padding)."""
+    return int((labels >= 0).sum())
+
+
 def accuracy(output, labels) -> float:
-    return correct(output, labels) / max(1, labels.size)
+    return correct(output, labels) / max(1, count(labels))
 
 
 def top_k_correct(output, labels, k: int) -> int:
@@ -34,13 +40,15 @@ def top_k_correct(output, labels, k: int) -> int:
 
 
 def top_k_accuracy(output, labels, k: int = 5) -> float:
-    return top_k_correct(output, labels, k) / max(1, labels.size)
+    return top_k_correct(output, labels, k) / max(1, count(labels))
 
 
 def confusion_matrix(output, labels, num_classes: int | None = None) -> numpy.ndarray:
     """``M[i, j]`` = number of samples of true class i predicted as j (NumPy array)."""
     pred = backend.to_numpy(backend.array_module(output).argmax(output, axis=-1)).ravel()
     true = backend.to_numpy(labels).ravel()
+    keep = true >= 0
+    pred, true = pred[keep], true[keep]
     k = num_classes or output.shape[-1]
     return numpy.bincount(true * k + pred, minlength=k * k).reshape(k, k)
 

@@ -77,12 +77,12 @@ def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
                 outputs.append(backend.to_numpy(out))
     result = {"loss": total / count}
     if labels is not None:
-        per_item = labels.size / labels.shape[0]
+        items = max(1, M.count(labels))
         for name in names:
             if name == "per_class_accuracy":
                 result[name] = M.per_class_accuracy(numpy.concatenate(outputs), labels)
             else:
-                result[name] = hits[name] / (count * per_item)
+                result[name] = hits[name] / items
     return result
 
 
@@ -162,8 +162,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
             cbs.on_epoch_begin(epoch, {})
             order = rng.permutation(n) if shuffle else numpy.arange(n)
             bar = progress.bar(steps, f"epoch {epoch + 1}/{epochs}") if show else progress._Null()
-            total_loss, seen, correct = 0.0, 0, {k: 0 for k in names}
-            per_item = 1
+            total_loss, seen, correct, items = 0.0, 0, {k: 0 for k in names}, 0
             try:
                 for b in range(steps):
                     idx = order[b * batch_size:(b + 1) * batch_size]
@@ -185,7 +184,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                     batch_logs = {"loss": value}
                     if labels is not None:
                         lb = backend.asarray(labels[idx], xp=xp)
-                        per_item = lb.size // m
+                        items += M.count(lb)
                         for k in names:
                             topk = M.topk_of(k)
                             correct[k] += M.correct(out, lb) if topk is None else M.top_k_correct(out, lb, topk)
@@ -198,7 +197,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
             logs = {"loss": total_loss / seen}
             if labels is not None:
                 for k in names:
-                    logs[k] = correct[k] / (seen * per_item)
+                    logs[k] = correct[k] / max(1, items)
             if validation_data is not None:
                 res = evaluate(model, loss, xv, yv, batch_size=max(batch_size, 1024), metrics=names)
                 logs.update({f"val_{k}": v for k, v in res.items()})

@@ -231,12 +231,22 @@ def test_wrong_width_names_layer_and_shapes():
     assert "(32, 100)" in msg
 
 
-@pytest.mark.parametrize("shape", [(784,), (2, 784, 1), (1, 2, 784)])
+@pytest.mark.parametrize("shape", [(784,), (2, 784, 1), (1, 2, 3, 784)])
 def test_wrong_rank_names_layer_and_shape(shape):
     layer = layers.Dense(784, 256)
     with pytest.raises(ValueError, match=r"Dense\(784→256\)") as info:
         layer.forward(np.zeros(shape, np.float32))
     assert str(tuple(shape)) in str(info.value)
+
+
+def test_sequence_input_is_applied_at_every_step():
+    """(N, T, F) → (N, T, O): the time-distributed output layer of 003 §6."""
+    layer = layers.Dense(5, 3, rng=0, dtype=np.float64)
+    x = np.random.default_rng(1).standard_normal((2, 4, 5))
+    y = layer.forward(x, training=True)
+    assert y.shape == (2, 4, 3)
+    np.testing.assert_allclose(y[:, 2], layer.forward(x[:, 2]), rtol=1e-12)
+    assert hg.gradcheck(layer, x).max_error < 1e-6
 
 
 @pytest.mark.parametrize("bad", [

@@ -5,10 +5,12 @@ from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout, Flatten
 from .pool import AvgPool2D, MaxPool2D
+from .lstm import LSTM
 from .preprocessing import Normalize
+from .recurrent import RNN
 
 __all__ = [
     "Layer", "register", "REGISTRY",
     "Dense", "Sigmoid", "Tanh", "ReLU", "Identity", "Softmax", "BinaryThreshold",
-    "StochasticBinary", "Dropout", "Flatten", "Normalize", "Conv2D", "MaxPool2D", "AvgPool2D",
+    "StochasticBinary", "Dropout", "Flatten", "Normalize", "Conv2D", "MaxPool2D", "AvgPool2D", "RNN", "LSTM",
 ]

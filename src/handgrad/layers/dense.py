@@ -29,7 +29,9 @@ class Dense(Layer):
 
     The element-wise σ'(z) of statement (2) belongs to the activation layer that follows.
 
-    Input ``(N, F)``; output ``(N, O)``.
+    Input ``(N, F)``; output ``(N, O)``. A sequence ``(N, T, F)`` gives ``(N, T, O)``: the same
+    layer applied at every time step (the output layer of ``003`` §6), its parameter gradients
+    summed over n and t (statements (3)–(4) of §6).
     Params: ``W`` ``(O, F)`` drawn by ``weight_init`` (default N(0, 1/F), ``003`` §4);
     ``b`` ``(O,)`` zeros by default (``bias_init="normal"`` draws N(0, 1) as in ``003`` §4).
     """
@@ -54,7 +56,10 @@ class Dense(Layer):
         return f"Dense({self.in_features}→{self.out_features})"
 
     def _check_input(self, x) -> None:
-        check_float_array(x, f"{self}", ndim=2, last=self.in_features)
+        check_float_array(x, f"{self}", last=self.in_features)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{self}: expected input of shape (N, {self.in_features}) or "
+                             f"(N, T, {self.in_features}), got {tuple(x.shape)}")
 
     def _forward(self, x, training: bool):
         y = x @ self.params["W"].T
@@ -66,8 +71,9 @@ class Dense(Layer):
     def _backward(self, grad_y, need_input_grad: bool):
         x, W = self._x, self.params["W"]
         if self.trainable:  # a frozen layer passes the error on but computes no parameter gradient
-            self.grads["W"] = grad_y.T @ x
-            self.grads["b"] = grad_y.sum(axis=0)
+            g2 = grad_y.reshape(-1, self.out_features)  # (N, T, O) sequences: sum over n and t
+            self.grads["W"] = g2.T @ x.reshape(-1, self.in_features)
+            self.grads["b"] = g2.sum(axis=0)
         return grad_y @ W if need_input_grad else None
 
     def output_shape(self, input_shape):
