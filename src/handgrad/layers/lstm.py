@@ -92,96 +92,123 @@ class LSTM(_Recurrent):
     def __repr__(self) -> str:
         return f"LSTM({self.input_size}→{self.hidden_size}{', peepholes' if self.peepholes else ''})"
 
+    # Internally the gate blocks are kept in the order (I, F, O, g), so the three sigmoid gates
+    # are one contiguous block; the public parameters keep PyTorch's order (I, F, g, O).
+    @staticmethod
+    def _perm(H):
+        import numpy
+
+        return numpy.concatenate([numpy.arange(0, 2 * H), numpy.arange(3 * H, 4 * H), numpy.arange(2 * H, 3 * H)])
+
     def _forward(self, x, training, states):
         xp = backend.array_module(x)
-        W_ih, W_hh, b = self.params["W_ih"], self.params["W_hh"], self.params["b"]
         H = self.hidden_size
+        perm = self._perm(H)
+        W_ih, W_hh, b = (self.params[k][perm] for k in ("W_ih", "W_hh", "b"))
         n, T, _ = x.shape
         mask = self._step_mask(x)
-        xw = x @ W_ih.T
-        xw += b
-        dt = xw.dtype
-        hs = xp.empty((n, T + 1, H), dtype=dt)     # hs[:, t] = h_{t−1} for step t (hs[:, 0] = h_0)
-        cs = xp.empty((n, T + 1, H), dtype=dt)     # cs[:, 0] = c_0
-        gates = xp.empty((n, T, 4 * H), dtype=dt)  # activated i, f, g, o
-        tcs = xp.empty((n, T, H), dtype=dt)        # tanh(c_t)
-        hs[:, 0], cs[:, 0] = states
+        # time-major buffers, so every per-step slice is contiguous (BLAS writes into it directly)
+        gates = xp.matmul(x.transpose(1, 0, 2), W_ih.T)  # (T, N, 4H): A_t, then activated i, f, o, g
+        gates += b
+        dt = gates.dtype
+        hs = xp.empty((T + 1, n, H), dtype=dt)     # hs[t] = h_{t−1} for step t (hs[0] = h_0)
+        cs = xp.empty((T + 1, n, H), dtype=dt)     # cs[0] = c_0
+        tcs = xp.empty((T, n, H), dtype=dt)        # tanh(c_t)
+        hs[0], cs[0] = states
         W_hhT = W_hh.T
         peep = self.params.get("w_peep")
+        tmp = xp.empty((n, 4 * H), dtype=dt)
         for t in range(T):
-            c_prev = cs[:, t]
-            a = gates[:, t]
-            xp.matmul(hs[:, t], W_hhT, out=a)
-            a += xw[:, t]
-            if peep is not None:
-                a[:, :2 * H] += (c_prev[:, None, :] * peep[:2]).reshape(n, 2 * H)
-                a[:, 3 * H:] += c_prev * peep[2]
-            _sigmoid_(a[:, :2 * H])
-            _sigmoid_(a[:, 3 * H:])
-            xp.tanh(a[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
-            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-            c = f * c_prev
-            c += i * g
-            tc = xp.tanh(c)
-            h = o * tc
+            c_prev = cs[t]
+            a = gates[t]
+            xp.matmul(hs[t], W_hhT, out=tmp)
+            a += tmp
+            if peep is not None:  # ψ ⊙ c_{t−1} into the I, F, O blocks
+                a[:, :3 * H] += (c_prev[:, None, :] * peep).reshape(n, 3 * H)
+            _sigmoid_(a[:, :3 * H])
+            g = a[:, 3 * H:]
+            xp.tanh(g, out=g)
+            c = cs[t + 1]
+            xp.multiply(a[:, H:2 * H], c_prev, out=c)
+            c += a[:, :H] * g
+            tc = tcs[t]
+            xp.tanh(c, out=tc)
+            h = hs[t + 1]
+            xp.multiply(a[:, 2 * H:3 * H], tc, out=h)
             if mask is not None:  # padding carries (h, c) unchanged
                 m = mask[:, t]
-                c = c_prev + m * (c - c_prev)
-                h = hs[:, t] + m * (h - hs[:, t])
-            cs[:, t + 1], hs[:, t + 1], tcs[:, t] = c, h, tc
+                c -= c_prev
+                c *= m
+                c += c_prev
+                h -= hs[t]
+                h *= m
+                h += hs[t]
         if training:
             self._x, self._hs, self._cs, self._gates, self._tcs, self._mask = x, hs, cs, gates, tcs, mask
-        return self._output(hs[:, 1:]), [hs[:, T], cs[:, T]]
+        out = hs[1:].transpose(1, 0, 2) if self.return_sequences else hs[T]
+        return out, [hs[T], cs[T]]
 
     def _backward(self, grad_y, need_input_grad):
         xp = backend.array_module(grad_y)
         x, hs, cs, gates, tcs, mask = self._x, self._hs, self._cs, self._gates, self._tcs, self._mask
         H = self.hidden_size
         n, T, _ = x.shape
-        W_hh = self.params["W_hh"]
+        perm = self._perm(H)
+        W_hh = self.params["W_hh"][perm]
         peep = self.params.get("w_peep")
-        e = self._grad_hs(grad_y, (n, T, H))
-        dA = xp.empty((n, T, 4 * H), dtype=e.dtype)              # δ_I, δ_F, δ_g, δ_O per step
-        dh = xp.zeros((n, H), dtype=e.dtype)                      # Σ_G δ_G[t+1] W_hh,G
-        dc = xp.zeros((n, H), dtype=e.dtype)                      # ε_s[t+1] f_{t+1} + Σ_G ψ_G δ_G[t+1]
+        dt = grad_y.dtype
+        i, f, o, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+        c_prev_all = cs[:T]
+        # Every factor of statements (2)–(6) that does not depend on the errors, for all steps at
+        # once (large vectorized operations instead of many small ones inside the loop):
+        #   δ_I = ε_s ⊙ [g i(1−i)],  δ_F = ε_s ⊙ [c_{t−1} f(1−f)],  δ_O = ε_a ⊙ [tanh(c_t) o(1−o)],
+        #   δ_g = ε_s ⊙ [i(1−g²)],   ε_s gets ε_a ⊙ [o(1 − tanh² c_t)]
+        coef = xp.empty((T, n, 4 * H), dtype=dt)
+        coef[..., :H] = g * i * (1 - i)
+        coef[..., H:2 * H] = c_prev_all * f * (1 - f)
+        coef[..., 2 * H:3 * H] = tcs * o * (1 - o)
+        coef[..., 3 * H:] = i * (1 - g * g)
+        to_s = o * (1 - tcs * tcs)
+        dA = xp.empty((T, n, 4 * H), dtype=dt)                   # δ_I, δ_F, δ_O, δ_g per step
+        dh = xp.zeros((n, H), dtype=dt)                           # Σ_G δ_G[t+1] W_hh,G
+        dc = xp.zeros((n, H), dtype=dt)                           # ε_s[t+1] f_{t+1} + Σ_G ψ_G δ_G[t+1]
         for t in range(T - 1, -1, -1):
-            a = gates[:, t]
-            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-            tc, c_prev = tcs[:, t], cs[:, t]
-            eps_a = e[:, t] + dh                                  # (7)
+            if self.return_sequences:
+                eps_a = grad_y[:, t] + dh                         # (7)
+            else:
+                eps_a = dh + grad_y if t == T - 1 else dh
             if mask is not None:
                 m = mask[:, t]
                 carry_h, carry_c = (1 - m) * eps_a, (1 - m) * dc
                 eps_a = eps_a * m
                 dc = dc * m
-            eps_s = eps_a * o * (1 - tc * tc) + dc                # (6)
-            d = dA[:, t]
-            d[:, 3 * H:] = eps_a * tc * o * (1 - o)               # (2) δ_O
-            d[:, 2 * H:3 * H] = eps_s * i * (1 - g * g)           # (3) δ_g
-            d[:, H:2 * H] = eps_s * c_prev * f * (1 - f)          # (4) δ_F
-            d[:, :H] = eps_s * g * i * (1 - i)                    # (5) δ_I
+            eps_s = eps_a * to_s[t]                               # (6)
+            eps_s += dc
+            d, k = dA[t], coef[t]
+            xp.multiply(k[:, :2 * H].reshape(n, 2, H), eps_s[:, None, :], out=d[:, :2 * H].reshape(n, 2, H))  # (5), (4)
+            xp.multiply(k[:, 2 * H:3 * H], eps_a, out=d[:, 2 * H:3 * H])                                      # (2)
+            xp.multiply(k[:, 3 * H:], eps_s, out=d[:, 3 * H:])                                                 # (3)
             dh = d @ W_hh
-            dc = eps_s * f
+            dc = eps_s * f[t]
             if peep is not None:
-                dc += d[:, :H] * peep[0] + d[:, H:2 * H] * peep[1] + d[:, 3 * H:] * peep[2]
+                dc += (d[:, :3 * H].reshape(n, 3, H) * peep).sum(axis=1)
             if mask is not None:
                 dh += carry_h
                 dc += carry_c
-        d2 = dA.reshape(-1, 4 * H)
+        d2 = dA.reshape(-1, 4 * H)                                # rows ordered (t, n)
+        inv = xp.argsort(xp.asarray(perm))                        # back to the public (I, F, g, O) order
         if self.trainable:
-            self.grads["b"] = d2.sum(axis=0)                                       # (8), (12)
-            self.grads["W_ih"] = d2.T @ x.reshape(-1, self.input_size)              # (9), (13)
-            self.grads["W_hh"] = d2.T @ hs[:, :T].reshape(-1, H)                    # (10), (14)
-            if peep is not None:                                                    # (11)
-                c_prev_all = cs[:, :T]
-                self.grads["w_peep"] = xp.stack([
-                    (dA[..., :H] * c_prev_all).sum(axis=(0, 1)),
-                    (dA[..., H:2 * H] * c_prev_all).sum(axis=(0, 1)),
-                    (dA[..., 3 * H:] * c_prev_all).sum(axis=(0, 1))])
+            self.grads["b"] = d2.sum(axis=0)[inv]                                              # (8), (12)
+            self.grads["W_ih"] = (d2.T @ x.transpose(1, 0, 2).reshape(-1, self.input_size))[inv]  # (9), (13)
+            self.grads["W_hh"] = (d2.T @ hs[:T].reshape(-1, H))[inv]                            # (10), (14)
+            if peep is not None:                                                                # (11)
+                self.grads["w_peep"] = (dA[..., :3 * H].reshape(T, n, 3, H) * c_prev_all[:, :, None, :]).sum(axis=(0, 1))
         self.grad_initial_state = (dh, dc)
-        self.delta_norms = (backend.to_numpy(xp.sqrt((dA * dA).sum(axis=2)).mean(axis=0)).tolist()
+        self.delta_norms = (backend.to_numpy(xp.sqrt((dA * dA).sum(axis=2)).mean(axis=1)).tolist()
                             if self.record_delta_norms else None)
-        return dA @ self.params["W_ih"] if need_input_grad else None
+        if not need_input_grad:
+            return None
+        return xp.matmul(dA, self.params["W_ih"][perm]).transpose(1, 0, 2)
 
     def get_config(self) -> dict[str, Any]:
         return {**self._common_config(), "peepholes": self.peepholes, "forget_bias": self.forget_bias,

@@ -93,19 +93,6 @@ class _Recurrent(Layer):
         xp = backend.array_module(x)
         return (x != self.mask_value).any(axis=2, keepdims=True).astype(x.dtype)
 
-    def _output(self, hs):
-        """hs ``(N, T, H)`` → the layer output."""
-        return hs if self.return_sequences else hs[:, -1]
-
-    def _grad_hs(self, grad_y, shape):
-        """Spread dC/dy over the ``(N, T, H)`` hidden sequence."""
-        if self.return_sequences:
-            return grad_y
-        xp = backend.array_module(grad_y)
-        g = xp.zeros(shape, dtype=grad_y.dtype)
-        g[:, -1] = grad_y
-        return g
-
     def output_shape(self, input_shape):
         t = input_shape[0]
         return (t, self.hidden_size) if self.return_sequences else (self.hidden_size,)
@@ -173,53 +160,62 @@ class RNN(_Recurrent):
         W_ih, W_hh, b = self.params["W_ih"], self.params["W_hh"], self.params["b"]
         n, T, _ = x.shape
         mask = self._step_mask(x)
-        xw = x @ W_ih.T
+        # time-major buffers: every per-step slice is contiguous
+        xw = xp.matmul(x.transpose(1, 0, 2), W_ih.T)  # (T, N, H)
         xw += b
-        hs = xp.empty((n, T + 1, self.hidden_size), dtype=xw.dtype)  # hs[:, 0] = h_0
-        hs[:, 0] = states[0]
+        hs = xp.empty((T + 1, n, self.hidden_size), dtype=xw.dtype)  # hs[0] = h_0
+        hs[0] = states[0]
         W_hhT = W_hh.T
         for t in range(T):
-            h = self._act(xw[:, t] + hs[:, t] @ W_hhT)
+            z = xw[t]
+            z += hs[t] @ W_hhT
+            h = hs[t + 1]
+            if self.activation == "tanh":
+                xp.tanh(z, out=h)
+            else:
+                h[...] = F.sigmoid(z)
             if mask is not None:  # padding carries the state: h_t = h_{t−1} + m (h − h_{t−1})
-                h -= hs[:, t]
+                h -= hs[t]
                 h *= mask[:, t]
-                h += hs[:, t]
-            hs[:, t + 1] = h
+                h += hs[t]
         if training:
             self._x, self._hs, self._mask = x, hs, mask
-        return self._output(hs[:, 1:]), [hs[:, T]]
+        out = hs[1:].transpose(1, 0, 2) if self.return_sequences else hs[T]
+        return out, [hs[T]]
 
     def _backward(self, grad_y, need_input_grad):
         xp = backend.array_module(grad_y)
         x, hs, mask = self._x, self._hs, self._mask
         n, T, _ = x.shape
         W_hh = self.params["W_hh"]
-        e = self._grad_hs(grad_y, (n, T, self.hidden_size))
-        deltas = xp.empty((n, T, self.hidden_size), dtype=e.dtype)
-        dh = xp.zeros((n, self.hidden_size), dtype=e.dtype)       # dC/dh_t from step t+1
-        norms = self.record_delta_norms or None
+        deltas = xp.empty((T, n, self.hidden_size), dtype=grad_y.dtype)
+        dh = xp.zeros((n, self.hidden_size), dtype=grad_y.dtype)  # δ[t+1] W_hh
         for t in range(T - 1, -1, -1):
-            h = hs[:, t + 1]
-            total = e[:, t] + dh                                   # ε[t] = e_t + δ[t+1] W_hh
+            h = hs[t + 1]
+            if self.return_sequences:
+                total = grad_y[:, t] + dh                          # ε[t] = e_t + δ[t+1] W_hh
+            else:
+                total = dh + grad_y if t == T - 1 else dh
             deriv = 1 - h * h if self.activation == "tanh" else h * (1 - h)
+            delta = deltas[t]
             if mask is not None:
                 m = mask[:, t]
-                delta = total * deriv * m
+                xp.multiply(total * deriv, m, out=delta)
                 dh = delta @ W_hh + (1 - m) * total               # padding passes dC/dh straight on
             else:
-                delta = total * deriv                              # statement (2)
+                xp.multiply(total, deriv, out=delta)               # statement (2)
                 dh = delta @ W_hh
-            deltas[:, t] = delta
-        if norms is not None:
-            norms = backend.to_numpy(xp.sqrt((deltas * deltas).sum(axis=2)).mean(axis=0)).tolist()
-        d2 = deltas.reshape(-1, self.hidden_size)
+        d2 = deltas.reshape(-1, self.hidden_size)                  # rows ordered (t, n)
         if self.trainable:
-            self.grads["b"] = d2.sum(axis=0)                                           # (3)
-            self.grads["W_ih"] = d2.T @ x.reshape(-1, self.input_size)                  # (4)
-            self.grads["W_hh"] = d2.T @ hs[:, :T].reshape(-1, self.hidden_size)         # (5)
+            self.grads["b"] = d2.sum(axis=0)                                                   # (3)
+            self.grads["W_ih"] = d2.T @ x.transpose(1, 0, 2).reshape(-1, self.input_size)       # (4)
+            self.grads["W_hh"] = d2.T @ hs[:T].reshape(-1, self.hidden_size)                    # (5)
         self.grad_initial_state = dh
-        self.delta_norms = norms
-        return deltas @ self.params["W_ih"] if need_input_grad else None
+        self.delta_norms = (backend.to_numpy(xp.sqrt((deltas * deltas).sum(axis=2)).mean(axis=1)).tolist()
+                            if self.record_delta_norms else None)
+        if not need_input_grad:
+            return None
+        return xp.matmul(deltas, self.params["W_ih"]).transpose(1, 0, 2)
 
     def get_config(self) -> dict[str, Any]:
         return {**self._common_config(), "activation": self.activation, "weight_init": self.weight_init}
