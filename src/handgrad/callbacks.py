@@ -151,6 +151,16 @@ class ModelCheckpoint(Callback):
         self.saved.append(path)
 
 
+class TerminateOnNaN(Callback):
+    """Stop training after the first batch whose loss is NaN or Inf (for runs with
+    ``fit(on_nonfinite="skip")`` that should nevertheless end at the first bad batch)."""
+
+    def on_batch_end(self, batch: int, logs=None) -> None:
+        value = (logs or {}).get("loss")
+        if value is not None and not math.isfinite(value):
+            self.model.stop_training = True
+
+
 class LambdaCallback(Callback):
     """Build a callback from plain functions: ``LambdaCallback(on_epoch_end=lambda e, logs: ...)``."""
 

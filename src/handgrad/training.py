@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
+import warnings
 from typing import Callable, Sequence
 
 import numpy
@@ -10,6 +13,7 @@ from . import backend, metrics as M, progress
 from ._checks import check_finite, check_positive_int, check_probability
 from .callbacks import Callback, CallbackList, History
 from .losses import Loss
+from .optim.base import global_grad_norm
 
 
 def _as_numpy_data(x, y, where: str):
@@ -97,10 +101,55 @@ def _split_validation(x, y, fraction, rng):
     return (x[train], y[train]), (x[val], y[val])
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient became NaN or Inf; ``history`` holds the epochs completed."""
+
+    def __init__(self, message: str, history: History) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during ``fit``: the current step finished, a checkpoint was written
+    (when ``checkpoint_dir`` was given) and ``checkpoint`` names it."""
+
+    def __init__(self, message: str, checkpoint: str | None, history: History) -> None:
+        super().__init__(message)
+        self.checkpoint, self.history = checkpoint, history
+
+
+class _SignalFlag:
+    """Turns the first SIGINT/SIGTERM during training into a flag checked after each step;
+    a second SIGINT interrupts at once."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.raised: int | None = None
+        self._old = {}
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+
+    def __enter__(self):
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.raised = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 32,
         validation_data=None, validation_split: float = 0.0, callbacks: Sequence[Callback] = (),
         seed: int = 0, shuffle: bool = True, metrics: Sequence[str] = ("accuracy",),
-        progress_bar: bool | None = None, augment: Callable | None = None) -> History:
+        progress_bar: bool | None = None, augment: Callable | None = None,
+        checkpoint_dir: str | None = None, checkpoint_every: int = 0, keep_checkpoints: int = 3,
+        resume_from: str | None = None, on_nonfinite: str = "raise",
+        handle_signals: bool = True) -> History:
     """Train ``model`` by mini-batch gradient descent and return its ``History``.
 
     Each epoch shuffles the training set (seeded), splits it into mini-batches, and for each
@@ -119,12 +168,34 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     ``augment(x_batch, rng) -> x_batch`` transforms each training batch on the fly (data
     expansion, ``003`` §4; e.g. ``hg.data.RandomAffine``), with a generator derived from
     ``seed``; validation data is never augmented.
+
+    Surviving faults:
+
+    - ``checkpoint_dir``: write a checkpoint (weights, optimizer state, position, random
+      states, history) there at the end of every epoch and, with ``checkpoint_every=k``, every
+      k steps; the newest ``keep_checkpoints`` are kept. ``resume_from`` (a checkpoint file or
+      folder) continues such a run exactly: called with the same arguments, an interrupted and
+      resumed run ends with the same weights, bit for bit, as an uninterrupted one.
+    - Ctrl-C or SIGTERM (``handle_signals``): the current step finishes, a checkpoint is written
+      (with ``checkpoint_dir``) and ``TrainingInterrupted`` is raised saying how to resume.
+    - ``on_nonfinite``: when the loss or the gradient holds NaN/Inf the update is never
+      applied, so the weights stay the last good ones; ``"raise"`` (default) raises
+      ``TrainingDiverged`` naming the step and suggesting a lower learning rate, ``"stop"``
+      ends training with a warning, ``"skip"`` drops that batch and goes on (counted in the
+      ``skipped_steps`` log).
     """
     where = "fit"
     epochs = check_positive_int(epochs, where, "epochs")
     batch_size = check_positive_int(batch_size, where, "batch_size")
     if not isinstance(loss, Loss):
         raise TypeError(f"fit: expected loss to be a handgrad Loss, got {type(loss).__name__}")
+    if on_nonfinite not in ("raise", "stop", "skip"):
+        raise ValueError(f"fit: expected on_nonfinite 'raise', 'stop' or 'skip', got {on_nonfinite!r}")
+    if checkpoint_every and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                             or checkpoint_every < 0):
+        raise ValueError(f"fit: expected checkpoint_every to be an int >= 0, got {checkpoint_every!r}")
+    if checkpoint_every and not checkpoint_dir:
+        raise ValueError("fit: checkpoint_every needs checkpoint_dir")
     names = [n for n in M.parse(metrics) if n != "per_class_accuracy"]
     x, y = _as_numpy_data(x, y, where)
     seed_seq = numpy.random.SeedSequence(seed)
@@ -142,6 +213,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
             raise ValueError(f"fit: validation x has sample shape {xv.shape[1:]}, training x has {x.shape[1:]}")
     labels = _class_labels(y)
     rng = numpy.random.default_rng(shuffle_ss)
+    stochastic = [layer for layer in model.layers if layer.stochastic]
     for layer, ss in zip(model.layers, layer_ss.spawn(len(model.layers))):
         if layer.stochastic:
             layer.set_rng(numpy.random.default_rng(ss))
@@ -156,55 +228,135 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     n = x.shape[0]
     steps = math.ceil(n / batch_size)
     show = progress.enabled() if progress_bar is None else progress_bar
+
+    # position in the run, and the running sums of the epoch in progress
+    pos = {"epoch": 0, "batch": 0, "step": 0, "skipped": 0,
+           "sums": {"loss": 0.0, "seen": 0, "items": 0, "correct": {k: 0 for k in names}}}
+    resumed = None
+    if resume_from is not None:
+        from . import checkpoint as ck
+
+        path = ck.latest(resume_from)
+        tensors, opt_meta, resumed = ck.load_checkpoint(path)
+        ck.restore(model, optimizer, tensors, opt_meta, f"fit(resume_from={path!r})")
+        if resumed.get("fit") != {"epochs": epochs, "batch_size": batch_size, "seed": seed, "n": n}:
+            raise ValueError(f"fit: checkpoint {path!r} was written by a run with {resumed.get('fit')}, not "
+                             f"epochs={epochs}, batch_size={batch_size}, seed={seed}, n={n}")
+        pos = resumed["pos"]
+        ck.set_rng_state(augment_rng, resumed["rng"]["augment"])
+        for layer, st in zip(stochastic, resumed["rng"]["layers"]):
+            ck.set_rng_state(layer.rng, st)
+
+    def write_checkpoint(epoch_start_state) -> str:
+        from . import checkpoint as ck
+
+        state = {"fit": {"epochs": epochs, "batch_size": batch_size, "seed": seed, "n": n},
+                 "pos": pos, "history": history.history, "history_epochs": history.epoch,
+                 "rng": {"epoch_start": epoch_start_state, "augment": ck.rng_state(augment_rng),
+                         "layers": [ck.rng_state(layer.rng) for layer in stochastic]}}
+        return ck.save_checkpoint(checkpoint_dir, model, optimizer, state, keep_checkpoints)
+
+    def nonfinite(value) -> str | None:
+        if not math.isfinite(value):
+            return f"the loss is {value}"
+        norm = global_grad_norm(model)
+        return None if math.isfinite(norm) else "a gradient holds NaN or Inf"
+
     cbs.on_train_begin({})
+    if resumed is not None:
+        history.history = {k: list(v) for k, v in resumed["history"].items()}
+        history.epoch = list(resumed["history_epochs"])
     try:
-        for epoch in range(epochs):
-            cbs.on_epoch_begin(epoch, {})
-            order = rng.permutation(n) if shuffle else numpy.arange(n)
-            bar = progress.bar(steps, f"epoch {epoch + 1}/{epochs}") if show else progress._Null()
-            total_loss, seen, correct, items = 0.0, 0, {k: 0 for k in names}, 0
-            try:
-                for b in range(steps):
-                    idx = order[b * batch_size:(b + 1) * batch_size]
-                    if shuffle:
-                        idx = numpy.sort(idx)  # same batch, friendlier memory access
-                    xb = x[idx]
-                    if augment is not None:
-                        xb = augment(xb, augment_rng)
-                    xb = backend.asarray(xb, dtype=dtype, xp=xp)
-                    yb = backend.asarray(y_dev[idx], xp=xp)
-                    cbs.on_batch_begin(b, {})
-                    out = model.forward(xb, training=True)
-                    value = loss.forward(out, yb)
-                    model.backward(loss.backward(), input_grad=False)
-                    optimizer.step()
-                    m = xb.shape[0]
-                    total_loss += value * m
-                    seen += m
-                    batch_logs = {"loss": value}
-                    if labels is not None:
-                        lb = backend.asarray(labels[idx], xp=xp)
-                        items += M.count(lb)
-                        for k in names:
-                            topk = M.topk_of(k)
-                            correct[k] += M.correct(out, lb) if topk is None else M.top_k_correct(out, lb, topk)
-                    cbs.on_batch_end(b, batch_logs)
-                    bar.update(1)
-                    if b % 20 == 0:
-                        bar.set_postfix_str(f"loss {total_loss / seen:.4f}")
-            finally:
-                bar.close()
-            logs = {"loss": total_loss / seen}
-            if labels is not None:
-                for k in names:
-                    logs[k] = correct[k] / max(1, items)
-            if validation_data is not None:
-                res = evaluate(model, loss, xv, yv, batch_size=max(batch_size, 1024), metrics=names)
-                logs.update({f"val_{k}": v for k, v in res.items()})
-            logs["lr"] = optimizer.lr
-            cbs.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                break
+        with _SignalFlag(handle_signals) as flag:
+            first_epoch = pos["epoch"]
+            for epoch in range(first_epoch, epochs):
+                if resumed is not None and epoch == first_epoch:
+                    rng.bit_generator.state = resumed["rng"]["epoch_start"]
+                epoch_start_state = rng.bit_generator.state
+                if pos["batch"] == 0:
+                    pos["sums"] = {"loss": 0.0, "seen": 0, "items": 0, "correct": {k: 0 for k in names}}
+                sums = pos["sums"]
+                cbs.on_epoch_begin(epoch, {})
+                order = rng.permutation(n) if shuffle else numpy.arange(n)
+                bar = progress.bar(steps, f"epoch {epoch + 1}/{epochs}") if show else progress._Null()
+                bar.update(pos["batch"])
+                try:
+                    for b in range(pos["batch"], steps):
+                        idx = order[b * batch_size:(b + 1) * batch_size]
+                        if shuffle:
+                            idx = numpy.sort(idx)  # same batch, friendlier memory access
+                        xb = x[idx]
+                        if augment is not None:
+                            xb = augment(xb, augment_rng)
+                        xb = backend.asarray(xb, dtype=dtype, xp=xp)
+                        yb = backend.asarray(y_dev[idx], xp=xp)
+                        cbs.on_batch_begin(b, {})
+                        out = model.forward(xb, training=True)
+                        value = loss.forward(out, yb)
+                        model.backward(loss.backward(), input_grad=False)
+                        bad = nonfinite(value)
+                        pos["batch"], pos["step"] = b + 1, pos["step"] + 1
+                        if bad is not None:
+                            message = (f"fit: {bad} at epoch {epoch + 1}, batch {b + 1} (step {pos['step']}); "
+                                       f"the update was not applied, so the weights are the last good ones. "
+                                       f"Try a lower learning rate (now {optimizer.lr:g}) or gradient clipping "
+                                       f"(clip_norm=...).")
+                            if on_nonfinite == "skip":
+                                pos["skipped"] += 1
+                                cbs.on_batch_end(b, {"loss": value})
+                                bar.update(1)
+                                if model.stop_training:
+                                    break
+                                continue
+                            if on_nonfinite == "stop":
+                                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                                model.stop_training = True
+                                break
+                            raise TrainingDiverged(message, history)
+                        optimizer.step()
+                        m = xb.shape[0]
+                        sums["loss"] += value * m
+                        sums["seen"] += m
+                        if labels is not None:
+                            lb = backend.asarray(labels[idx], xp=xp)
+                            sums["items"] += M.count(lb)
+                            for k in names:
+                                topk = M.topk_of(k)
+                                sums["correct"][k] += M.correct(out, lb) if topk is None else M.top_k_correct(out, lb, topk)
+                        cbs.on_batch_end(b, {"loss": value})
+                        bar.update(1)
+                        if b % 20 == 0:
+                            bar.set_postfix_str(f"loss {sums['loss'] / max(1, sums['seen']):.4f}")
+                        if checkpoint_every and pos["step"] % checkpoint_every == 0 and b + 1 < steps:
+                            write_checkpoint(epoch_start_state)
+                        if flag.raised is not None:
+                            saved = write_checkpoint(epoch_start_state) if checkpoint_dir else None
+                            how = (f"resume with fit(..., resume_from={checkpoint_dir!r}) or "
+                                   f"`handgrad train --resume RUN_DIR`" if saved else
+                                   "no checkpoint was written (pass checkpoint_dir= to fit to make one)")
+                            raise TrainingInterrupted(
+                                f"training interrupted at epoch {epoch + 1}, batch {b + 1} (step {pos['step']}); "
+                                f"{how}", saved, history)
+                finally:
+                    bar.close()
+                if model.stop_training and sums["seen"] == 0:
+                    break
+                logs = {"loss": sums["loss"] / max(1, sums["seen"])}
+                if labels is not None:
+                    for k in names:
+                        logs[k] = sums["correct"][k] / max(1, sums["items"])
+                if validation_data is not None:
+                    res = evaluate(model, loss, xv, yv, batch_size=max(batch_size, 1024), metrics=names)
+                    logs.update({f"val_{k}": v for k, v in res.items()})
+                logs["lr"] = optimizer.lr
+                if pos["skipped"]:
+                    logs["skipped_steps"] = pos["skipped"]
+                cbs.on_epoch_end(epoch, logs)
+                pos["epoch"], pos["batch"] = epoch + 1, 0
+                if checkpoint_dir:
+                    write_checkpoint(rng.bit_generator.state)
+                if model.stop_training:
+                    break
     finally:
         cbs.on_train_end({})
     return history

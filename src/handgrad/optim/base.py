@@ -108,6 +108,32 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """Hyperparameters and per-parameter buffers (for checkpoints)."""
+        """Learning rate, step count and per-parameter buffers (for checkpoints); buffers are
+        keyed ``"{layer index}.{param name}"``."""
         return {"lr": self.lr, "steps": self.steps,
                 "state": {f"{i}.{k}": dict(v) for (i, k), v in self.state.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned (buffers are copied onto the params' device)."""
+        where = f"{type(self).__name__}.load_state_dict"
+        params = {(i, k): p for (i, k), p, _ in self._items_all()}
+        new: dict[tuple[int, str], dict] = {}
+        for key, slots in state.get("state", {}).items():
+            i, _, k = key.partition(".")
+            if not i.isdigit() or (int(i), k) not in params:
+                raise ValueError(f"{where}: state for unknown parameter {key!r}")
+            p = params[(int(i), k)]
+            new[(int(i), k)] = {}
+            for slot, arr in slots.items():
+                if tuple(arr.shape) != tuple(p.shape):
+                    raise ValueError(f"{where}: buffer {key}.{slot} has shape {tuple(arr.shape)}, "
+                                     f"parameter has {tuple(p.shape)}")
+                new[(int(i), k)][slot] = backend.asarray(arr, dtype=p.dtype, xp=backend.array_module(p))
+        self.state = new
+        self.lr = float(state["lr"])
+        self.steps = int(state["steps"])
+
+    def _items_all(self):
+        for i, layer in enumerate(self._layers):
+            for k, p in layer.params.items():
+                yield (i, k), p, layer.grads[k]

@@ -1,0 +1,148 @@
+"""Training checkpoints: everything ``fit`` needs to continue a run exactly where it stopped.
+
+A checkpoint is one safetensors file (written atomically: temp file, fsync, rename, fsync of
+the folder) holding the model weights and the optimizer's buffers as tensors, and as JSON
+metadata the architecture (so ``hg.load`` opens it as a model too), the optimizer's scalars,
+the position in the run (epoch, batch, step), the states of every random generator of the run,
+the history so far and the running sums of the epoch in progress. Resuming from it replays the
+remaining steps with the same data order and the same random draws, so an interrupted and
+resumed run ends with weights bit-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+
+import numpy
+
+from . import backend
+from .io import FORMAT_VERSION, _architecture, _parse_header, atomic_write_bytes
+
+CHECKPOINT_VERSION = "1"
+_NAME = re.compile(r"^ckpt-(\d{10})\.safetensors$")
+
+
+def checkpoint_path(folder: str, step: int) -> str:
+    return os.path.join(folder, f"ckpt-{step:010d}.safetensors")
+
+
+def list_checkpoints(folder: str) -> list[str]:
+    """Checkpoint files in ``folder``, oldest first."""
+    files = [f for f in glob.glob(os.path.join(glob.escape(folder), "ckpt-*.safetensors"))
+             if _NAME.match(os.path.basename(f))]
+    return sorted(files)
+
+
+def latest(path: str) -> str:
+    """``path`` itself if it is a file, else the newest checkpoint in the folder ``path``
+    (or in its ``checkpoints`` subfolder, the layout ``handgrad train`` uses)."""
+    if os.path.isfile(path):
+        return path
+    for folder in (path, os.path.join(path, "checkpoints")):
+        found = list_checkpoints(folder) if os.path.isdir(folder) else []
+        if found:
+            return found[-1]
+    raise FileNotFoundError(f"resume: no checkpoint (ckpt-*.safetensors) found in {path!r}")
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3) -> str:
+    """Write a checkpoint for global step ``state["pos"]["step"]`` into ``folder``; keep the newest
+    ``keep`` files. Returns the path written."""
+    from safetensors.numpy import save as st_save
+
+    os.makedirs(folder, exist_ok=True)
+    tensors = {}
+    for i, layer in enumerate(model.layers):
+        for k, p in layer.params.items():
+            tensors[f"model.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
+    opt_state = optimizer.state_dict()
+    for key, slots in opt_state["state"].items():
+        for slot, arr in slots.items():
+            tensors[f"optim.{key}.{slot}"] = numpy.ascontiguousarray(backend.to_numpy(arr))
+    meta = {"handgrad": FORMAT_VERSION, "handgrad-checkpoint": CHECKPOINT_VERSION,
+            "architecture": json.dumps(_architecture(model)),
+            "optimizer": json.dumps({"class": type(optimizer).__name__, "lr": opt_state["lr"],
+                                     "steps": opt_state["steps"]}),
+            "state": json.dumps(state)}
+    path = checkpoint_path(folder, int(state["pos"]["step"]))
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    _fsync_dir(folder)
+    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+        try:
+            os.unlink(old)
+        except OSError:
+            pass
+    return path
+
+
+def load_checkpoint(path: str) -> tuple[dict, dict, dict]:
+    """Read a checkpoint: ``(tensors, optimizer scalars, run state)``. Malformed files raise
+    ``ValueError``."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    where = f"load_checkpoint({path!r})"
+    with open(path, "rb") as fh:
+        data = fh.read()
+    header = _parse_header(data, where)
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or meta.get("handgrad-checkpoint") != CHECKPOINT_VERSION:
+        raise ValueError(f"{where}: not a handgrad training checkpoint")
+    for key, info in header.items():
+        if key != "__metadata__" and not (isinstance(info, dict) and info.get("dtype") in ("F32", "F64")):
+            raise ValueError(f"{where}: tensor {key!r} has an unsupported dtype")
+    try:
+        tensors = st_load(data)
+        opt = json.loads(meta["optimizer"])
+        state = json.loads(meta["state"])
+    except (SafetensorError, KeyError, TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{where}: malformed checkpoint ({exc})") from None
+    if not isinstance(state, dict) or not isinstance(opt, dict):
+        raise ValueError(f"{where}: malformed checkpoint state")
+    return tensors, opt, state
+
+
+def restore(model, optimizer, tensors: dict, opt: dict, where: str) -> None:
+    """Copy checkpoint weights and optimizer buffers into ``model`` and ``optimizer``."""
+    own = {f"model.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
+    saved = {k: v for k, v in tensors.items() if k.startswith("model.")}
+    if set(saved) != set(own):
+        raise ValueError(f"{where}: the checkpoint's weights {sorted(saved)} do not match the model's {sorted(own)}")
+    for key, p in own.items():
+        arr = saved[key]
+        if tuple(arr.shape) != tuple(p.shape) or arr.dtype != p.dtype:
+            raise ValueError(f"{where}: {key} is {arr.dtype}{tuple(arr.shape)} in the checkpoint, "
+                             f"{p.dtype}{tuple(p.shape)} in the model")
+        p[...] = backend.asarray(arr, xp=backend.array_module(p))
+    if opt.get("class") != type(optimizer).__name__:
+        raise ValueError(f"{where}: the checkpoint was written with optimizer {opt.get('class')!r}, "
+                         f"not {type(optimizer).__name__}")
+    buffers: dict[str, dict] = {}
+    for key, arr in tensors.items():
+        if key.startswith("optim."):
+            _, i, name, slot = key.split(".", 3)
+            buffers.setdefault(f"{i}.{name}", {})[slot] = arr
+    optimizer.load_state_dict({"lr": opt["lr"], "steps": opt["steps"], "state": buffers})
+
+
+def rng_state(rng: numpy.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng: numpy.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state
