@@ -145,18 +145,18 @@ class Sequential:
     def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
         """A table of layer, output shape (per sample) and parameter count."""
         if input_shape is None:
-            # infer from the first layer that declares its input width
-            for layer in self.layers:
-                width = getattr(layer, "in_features", None) or getattr(layer, "input_size", None)
-                if width:
-                    input_shape = (width,)
-                    break
+            # infer from the first layer with parameters, when its input width says it all
+            first = next((layer for layer in self.layers if layer.params), None)
+            if getattr(first, "in_features", None):
+                input_shape = (first.in_features,)
+            elif getattr(first, "input_size", None):
+                input_shape = (None, first.input_size)  # (T, F) with T free
         rows = [("layer", "output shape", "params")]
         shape = tuple(input_shape) if input_shape is not None else None
         for layer in self.layers:
             if shape is not None:
                 shape = layer.output_shape(shape)
-            rows.append((repr(layer), "(" + ", ".join(["N", *map(str, shape)]) + ")" if shape is not None else "?", f"{layer.num_params:,}"))
+            rows.append((repr(layer), "(" + ", ".join(["N", *("T" if d is None else str(d) for d in shape)]) + ")" if shape is not None else "?", f"{layer.num_params:,}"))
         rows.append(("total", "", f"{self.num_params:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(3)]
         line = "-" * (sum(widths) + 4)

@@ -26,6 +26,8 @@ class Preset:
     loss: Callable[[], losses.Loss]
     input_shape: tuple[int, ...]
     defaults: dict = field(default_factory=dict)
+    #: which data set and evaluation it uses (see ``handgrad.tasks``)
+    task: str = "fashion"
 
 
 def mlp(hidden=(256, 128), activation: str = "relu", dropout: float = 0.0, in_features: int = 784,
@@ -87,6 +89,56 @@ def lenet5(activation: str = "relu", pool: str = "max", dropout: float = 0.0, cl
     return Sequential(layers)
 
 
+CELLS = {"lstm": L.LSTM, "rnn": L.RNN}
+
+
+def sequence_classifier(cell: str = "lstm", hidden: int = 128, seed: int = 0, dtype="float32", **_) -> Sequential:
+    """Sequential Fashion-MNIST: each image is 28 steps of 28 pixels (its rows); a recurrent
+    layer reads them and a Dense layer classifies its last state (many-to-one)."""
+    if cell not in CELLS:
+        raise ValueError(f"sequence_classifier: unknown cell {cell!r}; expected one of {sorted(CELLS)}")
+    return Sequential([
+        L.Normalize(FASHION_MEAN, FASHION_STD),
+        CELLS[cell](28, hidden, return_sequences=False, rng=seed * 1000, dtype=dtype),
+        L.Dense(hidden, 10, rng=seed * 1000 + 1, dtype=dtype),
+    ])
+
+
+def reber_net(cell: str = "lstm", hidden: int = 16, seed: int = 0, dtype="float32", **_) -> Sequential:
+    """Next-symbol prediction on embedded Reber strings (Hochreiter & Schmidhuber 1997):
+    one-hot symbols in, at every step the logits of the 7 symbols (multi-label: every legal
+    successor is a target). Zero vectors mark padding (``mask_value=0``)."""
+    if cell not in CELLS:
+        raise ValueError(f"reber_net: unknown cell {cell!r}; expected one of {sorted(CELLS)}")
+    return Sequential([
+        CELLS[cell](7, hidden, mask_value=0.0, rng=seed * 1000, dtype=dtype),
+        L.Dense(hidden, 7, rng=seed * 1000 + 1, dtype=dtype),
+    ])
+
+
+def adding_net(cell: str = "lstm", hidden: int = 64, seed: int = 0, dtype="float32", **_) -> Sequential:
+    """The adding problem (Hochreiter & Schmidhuber 1997): (value, marker) pairs in, the sum of
+    the two marked values out, read from the last state."""
+    if cell not in CELLS:
+        raise ValueError(f"adding_net: unknown cell {cell!r}; expected one of {sorted(CELLS)}")
+    return Sequential([
+        CELLS[cell](2, hidden, return_sequences=False, rng=seed * 1000, dtype=dtype),
+        L.Dense(hidden, 1, rng=seed * 1000 + 1, dtype=dtype),
+    ])
+
+
+def char_lm(vocab_size: int = 64, hidden: int = 128, cell: str = "lstm", seed: int = 0, dtype="float32",
+            stateful: bool = True, **_) -> Sequential:
+    """Character-level language model: one-hot characters in, next-character logits out at every
+    step; stateful, so truncated BPTT carries the state across consecutive chunks."""
+    if cell not in CELLS:
+        raise ValueError(f"char_lm: unknown cell {cell!r}; expected one of {sorted(CELLS)}")
+    return Sequential([
+        CELLS[cell](vocab_size, hidden, stateful=stateful, rng=seed * 1000, dtype=dtype),
+        L.Dense(hidden, vocab_size, rng=seed * 1000 + 1, dtype=dtype),
+    ])
+
+
 PRESETS: dict[str, Preset] = {
     "mlp": Preset(
         "mlp", "MLP 784-256-128-10, ReLU, dropout 0.2, softmax cross-entropy, SGD momentum 0.9, L2 5e-4, cosine decay",
@@ -98,6 +150,31 @@ PRESETS: dict[str, Preset] = {
         lenet5, losses.SoftmaxCrossEntropy, (1, 28, 28),
         dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=30, batch_size=128,
              schedule="cosine", dropout=0.0)),
+    "lstm": Preset(
+        "lstm", "LSTM(28→128) over the 28 rows of each image, Dense(128→10) on the last state, Adam, cosine",
+        lambda **kw: sequence_classifier("lstm", **kw), losses.SoftmaxCrossEntropy, (28, 28),
+        dict(optimizer="adam", lr=2e-3, momentum=0.0, weight_decay=0.0, epochs=25, batch_size=128,
+             schedule="cosine", dropout=0.0, clip_norm=5.0)),
+    "rnn": Preset(
+        "rnn", "Elman RNN(28→128, tanh) over the 28 rows of each image, Dense(128→10), Adam, cosine",
+        lambda **kw: sequence_classifier("rnn", **kw), losses.SoftmaxCrossEntropy, (28, 28),
+        dict(optimizer="adam", lr=1e-3, momentum=0.0, weight_decay=0.0, epochs=25, batch_size=128,
+             schedule="cosine", dropout=0.0, clip_norm=1.0)),
+    "reber": Preset(
+        "reber", "embedded Reber grammar, next-symbol prediction: LSTM(7→16) → Dense(16→7), multi-label cross-entropy",
+        reber_net, lambda: losses.BinaryCrossEntropy(), (None, 7),
+        dict(optimizer="adam", lr=1e-2, momentum=0.0, weight_decay=0.0, epochs=30, batch_size=32,
+             schedule="none", dropout=0.0, clip_norm=None), task="reber"),
+    "adding": Preset(
+        "adding", "adding problem (T=100): LSTM(2→64) → Dense(64→1) on the last state, halved MSE",
+        adding_net, losses.MeanSquaredError, (None, 2),
+        dict(optimizer="adam", lr=1e-2, momentum=0.0, weight_decay=0.0, epochs=20, batch_size=64,
+             schedule="none", dropout=0.0, clip_norm=1.0), task="adding"),
+    "charlm": Preset(
+        "charlm", "character language model: stateful LSTM(V→128) → Dense(128→V), truncated BPTT over 50-char chunks",
+        char_lm, lambda: losses.SoftmaxCrossEntropy(), (None, None),
+        dict(optimizer="adam", lr=3e-3, momentum=0.0, weight_decay=0.0, epochs=10, batch_size=32,
+             schedule="none", dropout=0.0, clip_norm=5.0), task="charlm"),
     "textbook": Preset(
         "textbook", "003 §2: 784-100-10 sigmoid network, halved MSE, plain SGD",
         textbook, losses.MeanSquaredError, (784,),

@@ -77,7 +77,7 @@ class Dense(Layer):
         return grad_y @ W if need_input_grad else None
 
     def output_shape(self, input_shape):
-        return (self.out_features,)
+        return tuple(input_shape[:-1]) + (self.out_features,)
 
     def get_config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features,

@@ -1,0 +1,122 @@
+"""Data sets and evaluations behind the presets: what ``handgrad train PRESET`` trains on and
+how it reports the result.
+
+Each task loads ``(train, test)`` pairs of ``(x, y)`` arrays and evaluates a trained model
+with the measure its literature uses: test accuracy for Fashion-MNIST, the 1997 all-steps
+criterion for the embedded Reber grammar, the (unhalved) MSE against the 0.167 baseline for
+the adding problem, and per-character cross-entropy for the character model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy
+
+from . import data, functional as F
+from .training import evaluate
+
+
+@dataclass
+class Task:
+    name: str
+    load: Callable  # (options, preset) -> ((x, y), (x_test, y_test), extra dict)
+    report: Callable  # (model, loss, test, extra) -> dict of named results
+    fit_options: dict
+
+
+def _fashion_load(opts, preset):
+    if getattr(opts, "subset", False):
+        (xtr, ytr), (xte, yte) = data.load_fashion_mnist_subset()
+    else:
+        (xtr, ytr), (xte, yte) = data.load_fashion_mnist(getattr(opts, "data", None))
+    shape = preset.input_shape
+    flat = len(shape) == 1
+    xtr, xte = data.to_float(xtr, flatten=flat), data.to_float(xte, flatten=flat)
+    if not flat:
+        xtr, xte = xtr.reshape((-1, *shape)), xte.reshape((-1, *shape))
+    return (xtr, ytr), (xte, yte), {}
+
+
+def _fashion_report(model, loss, test, extra):
+    res = evaluate(model, loss, *test, metrics=("accuracy", "per_class_accuracy"))
+    return {"test_loss": res["loss"], "test_accuracy": res["accuracy"],
+            "per_class_accuracy": dict(zip(data.CLASSES, res["per_class_accuracy"])),
+            "summary": f"test accuracy {res['accuracy'] * 100:.2f}%   test loss {res['loss']:.4f}"}
+
+
+def _reber_load(opts, preset):
+    n = getattr(opts, "samples", None) or 4000
+    train = data.embedded_reber(n, numpy.random.default_rng(opts.seed))
+    test = data.embedded_reber(1000, numpy.random.default_rng(opts.seed + 10_000))
+    return (train.x, train.targets), (test.x, test.targets), {"test_lengths": test.lengths}
+
+
+def _reber_report(model, loss, test, extra):
+    logits = model.predict(test[0])
+    strings, steps = data.reber_accuracy(F.sigmoid(logits), test[1], extra["test_lengths"])
+    return {"string_accuracy": strings, "step_accuracy": steps,
+            "summary": f"held-out embedded Reber strings predicted entirely right: {strings * 100:.1f}% "
+                       f"(per step {steps * 100:.2f}%)"}
+
+
+def _adding_load(opts, preset):
+    T = getattr(opts, "length", None) or 100
+    n = getattr(opts, "samples", None) or 20_000
+    train = data.adding_problem(n, T, numpy.random.default_rng(opts.seed))
+    test = data.adding_problem(2000, T, numpy.random.default_rng(opts.seed + 10_000))
+    return train, test, {"T": T}
+
+
+def _adding_report(model, loss, test, extra):
+    pred = model.predict(test[0])
+    mse = float(((pred - test[1]) ** 2).mean())
+    baseline = data.adding_baseline(test[1])["mse"]
+    return {"test_mse": mse, "baseline_mse": baseline, "T": extra["T"],
+            "summary": f"adding problem T={extra['T']}: test MSE {mse:.4f} (always answering 1.0 gives "
+                       f"{baseline:.3f})"}
+
+
+def _charlm_load(opts, preset):
+    path = getattr(opts, "text", None)
+    corpus = data.CharCorpus.from_file(path, max_chars=getattr(opts, "max_chars", None) or 400_000)
+    cut = int(len(corpus.data) * 0.9)
+    train_c = data.CharCorpus(corpus.decode(corpus.data[:cut]), vocab=corpus.chars)
+    test_c = data.CharCorpus(corpus.decode(corpus.data[cut:]), vocab=corpus.chars)
+    batch = getattr(opts, "batch_size", None) or preset.defaults["batch_size"]
+    seq = 50
+    # lay the streams out so that consecutive batches continue each stream (truncated BPTT)
+    xs, ys = zip(*train_c.batches_for_truncated_bptt(batch, seq))
+    x, y = numpy.concatenate(xs), numpy.concatenate(ys)
+    xt, yt = test_c.windows(seq)
+    return (x, y), (xt, yt), {"corpus": corpus, "vocab_size": corpus.vocab_size}
+
+
+def _charlm_report(model, loss, test, extra):
+    for layer in model.layers:
+        if hasattr(layer, "reset_state"):
+            layer.reset_state()
+    stateful = [layer for layer in model.layers if getattr(layer, "stateful", False)]
+    for layer in stateful:  # evaluate independent windows
+        layer.stateful = False
+    try:
+        res = evaluate(model, loss, *test, metrics=("accuracy",))
+        sample = data.sample_text(model, extra["corpus"], "the", 200, temperature=0.8,
+                                  rng=numpy.random.default_rng(0))
+    finally:
+        for layer in stateful:
+            layer.stateful = True
+            layer.reset_state()
+    bpc = res["loss"] / math.log(2)
+    return {"test_loss": res["loss"], "bits_per_char": bpc, "test_accuracy": res["accuracy"], "sample": sample,
+            "summary": f"held-out text: {bpc:.3f} bits per character, next-character accuracy "
+                       f"{res['accuracy'] * 100:.1f}%\nsample: {sample!r}"}
+
+
+TASKS = {
+    "fashion": Task("fashion", _fashion_load, _fashion_report, {}),
+    "reber": Task("reber", _reber_load, _reber_report, {}),
+    "adding": Task("adding", _adding_load, _adding_report, {}),
+    "charlm": Task("charlm", _charlm_load, _charlm_report, {"shuffle": False}),
+}
