@@ -4,6 +4,7 @@
     from handgrad import layers, losses, optim
 """
 from . import backend, callbacks, data, init, layers, losses, metrics, optim
+from . import detection, transfer, visualize  # visualize imports matplotlib only when it draws
 from .backend import get_device, set_device
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from .gradcheck import GradcheckResult, gradcheck
@@ -16,4 +17,4 @@ __version__ = "0.1.0"
 __all__ = ["Sequential", "fit", "evaluate", "cross_validate", "save", "load", "gradcheck",
            "GradcheckResult", "set_device", "get_device", "Callback", "History", "EarlyStopping",
            "ModelCheckpoint", "LambdaCallback", "layers", "losses", "optim", "data", "init",
-           "metrics", "callbacks", "backend", "__version__"]
+           "metrics", "callbacks", "backend", "detection", "transfer", "visualize", "__version__"]

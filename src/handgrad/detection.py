@@ -31,9 +31,14 @@ Detection: ``class_map`` turns the map into softmax probabilities over the class
 ``detect`` keeps the windows whose top probability is above a threshold and removes
 overlapping ones by greedy non-maximum suppression. ``make_scenes`` pastes Fashion-MNIST items
 onto a black canvas with known boxes and ``evaluate_detection`` reports recall (with and
-without the right class) and precision at IoU ≥ 0.5. The classifier has no "background"
-class: on an empty or half-filled window it still names some class, often confidently, which
-is what limits precision.
+without the right class) and precision at IoU ≥ 0.5.
+
+A classifier trained only on centred items has no "background" class: on an empty window or
+one that cuts an item in half it still names some class, often as confidently as on a centred
+item, and suppression then keeps the wrong windows. ``detector_training_data`` builds the
+missing negatives (windows of scenes that miss every item) so that a classifier with one
+extra class — e.g. ``transfer.replace_head(model, 11)`` fine-tuned on them — can say "no item
+here"; ``detect(..., background=10)`` then ignores the windows it assigns to that class.
 """
 from __future__ import annotations
 
@@ -350,6 +355,21 @@ class Scenes(NamedTuple):
     sources: list
 
 
+def _place(rng, k: int, H: int, W: int, h: int, w: int, tries: int):
+    """Top-left corners of k non-overlapping h×w boxes in an H×W canvas, or None. Each box
+    takes the first of ``tries`` random candidates that overlaps no box placed before it
+    (all candidates tested at once)."""
+    placed = numpy.empty((0, 2), dtype=numpy.int64)
+    for _ in range(k):
+        cand = numpy.stack([rng.integers(0, H - h + 1, tries), rng.integers(0, W - w + 1, tries)], 1)
+        d = numpy.abs(cand[:, None, :] - placed[None, :, :])
+        free = ~((d[..., 0] < h) & (d[..., 1] < w)).any(axis=1)
+        if not free.any():
+            return None
+        placed = numpy.vstack([placed, cand[numpy.argmax(free)][None]])
+    return placed
+
+
 def make_scenes(images, labels, n_scenes: int, size=(96, 96), items=(2, 4), seed: int = 0,
                 max_tries: int = 64) -> Scenes:
     """``n_scenes`` black canvases of ``size`` with between ``items[0]`` and ``items[1]``
@@ -357,8 +377,8 @@ def make_scenes(images, labels, n_scenes: int, size=(96, 96), items=(2, 4), seed
 
     ``images``: ``(N, h, w)`` or ``(N, 1, h, w)``, uint8 or floats in [0, 1]; ``labels`` ``(N,)``.
     Seeded: the same arguments give the same scenes. Positions are drawn ``max_tries`` at a
-    time per item (vectorized) and the first that overlaps no placed item is taken; a canvas
-    too small for the items raises ``ValueError``.
+    time per item (vectorized) and the first that overlaps no placed item is taken; when none
+    is free the scene is started over; a canvas too small for the items raises ``ValueError``.
     """
     where = "make_scenes"
     x = numpy.asarray(images)
@@ -377,7 +397,7 @@ def make_scenes(images, labels, n_scenes: int, size=(96, 96), items=(2, 4), seed
         x = x.astype(numpy.float32, copy=False)
     else:
         raise TypeError(f"{where}: expected numeric images, got dtype {x.dtype}")
-    if isinstance(n_scenes, bool) or not isinstance(n_scenes, int) or n_scenes < 1:
+    if isinstance(n_scenes, bool) or not isinstance(n_scenes, (int, numpy.integer)) or n_scenes < 1:
         raise ValueError(f"{where}: expected n_scenes to be a positive integer, got {n_scenes!r}")
     H, W = (size, size) if isinstance(size, int) else tuple(size)
     lo, hi = (items, items) if isinstance(items, int) else tuple(items)
@@ -397,23 +417,15 @@ def make_scenes(images, labels, n_scenes: int, size=(96, 96), items=(2, 4), seed
     for s, k in enumerate(counts):
         src = sources[start:start + k]
         start += k
-        placed = numpy.empty((0, 2), dtype=numpy.int64)
-        for j in range(k):
-            for _ in range(8):
-                cand = numpy.stack([rng.integers(0, H - h + 1, max_tries), rng.integers(0, W - w + 1, max_tries)], 1)
-                if len(placed):  # overlap with every placed item, all candidates at once
-                    d = numpy.abs(cand[:, None, :] - placed[None, :, :])
-                    free = ~((d[..., 0] < h) & (d[..., 1] < w)).any(axis=1)
-                else:
-                    free = numpy.ones(max_tries, dtype=bool)
-                if free.any():
-                    break
-            else:
-                raise ValueError(f"{where}: could not place {k} items of {h}×{w} without overlap on a "
-                                 f"{H}×{W} canvas; use a larger size or fewer items")
-            t, l_ = cand[numpy.argmax(free)]
-            canvas[s, 0, t:t + h, l_:l_ + w] = x[src[j]]
-            placed = numpy.vstack([placed, [[t, l_]]])
+        for _ in range(32):  # random placement can paint itself into a corner: then start the scene over
+            placed = _place(rng, k, H, W, h, w, max_tries)
+            if placed is not None:
+                break
+        else:
+            raise ValueError(f"{where}: could not place {k} items of {h}×{w} without overlap on a "
+                             f"{H}×{W} canvas; use a larger size or fewer items")
+        for (t, l_), i in zip(placed, src):
+            canvas[s, 0, t:t + h, l_:l_ + w] = x[i]
         boxes = numpy.column_stack([placed, numpy.full((k, 2), (h, w))]).astype(numpy.int64)
         all_boxes.append(boxes)
         all_labels.append(y[src].astype(numpy.int64))
