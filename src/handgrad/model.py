@@ -30,6 +30,10 @@ class Sequential:
                                 f"{type(layer).__name__} at position {i}")
         self.layers = layers
         self.stop_training = False
+        #: when True, backward stores ‖δ⁽ˡ⁾‖ (mean over the batch of the norm of dC/d(output)
+        #: arriving at each layer with parameters) in ``delta_norms`` {layer index: float}
+        self.record_delta_norms = False
+        self.delta_norms: dict[int, float] = {}
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
@@ -61,7 +65,12 @@ class Sequential:
         if not input_grad:
             trainable = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
             first = trainable[0] if trainable else len(layers)
+        record = self.record_delta_norms
         for i in range(len(layers) - 1, first - 1, -1):
+            if record and layers[i].params:
+                xp = backend.array_module(grad)
+                g2 = grad.reshape(grad.shape[0], -1)
+                self.delta_norms[i] = float(xp.sqrt((g2 * g2).sum(axis=1)).mean())
             grad = layers[i]._backward_checked(grad, need_input_grad=input_grad or i > first)
         return grad if input_grad else None
 
