@@ -573,12 +573,6 @@ def _conv_true(X, W):
     return Z
 
 
-def _corr_valid(X, K):
-    """Valid cross-correlation out[a, b] = Σ X[a + u, b + v] K[u, v] (2-D)."""
-    m, out = K.shape[0], X.shape[0] - K.shape[0] + 1
-    return np.array([[float((X[a:a + m, b:b + m] * K).sum()) for b in range(out)] for a in range(out)])
-
-
 # -- 000 (Jin) §2: conv (sigmoid) → mean pooling → fully connected (sigmoid), loss (17) -------
 n1_, m1_, p1_, Cout_, Ccls_ = 6, 3, 2, 2, 3      # 6×6 input, 3×3 kernels, 2×2 pooling, 2 maps, 3 classes
 A_SIZE = n1_ - m1_ + 1                           # 4: the valid positions i ∈ {m1, …, n1} of eq. (12)

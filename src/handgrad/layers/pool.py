@@ -92,8 +92,9 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """Mean pooling (``000`` eq. (13)): y = (1/(kH·kW)) Σ_window x.
 
-    Backward (``000`` eq. (49)): every unit of a window receives δ/(kH·kW), summed over the
-    windows that contain it when they overlap.
+    Backward (``001`` §3.3): every unit of a window receives δ/(kH·kW), summed over the
+    windows that contain it when they overlap. (``000`` eq. (49) multiplies by p₁p₂ instead of
+    dividing: errata entry 9.)
     """
 
     def _forward(self, x, training):
