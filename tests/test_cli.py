@@ -61,7 +61,7 @@ def test_train_then_evaluate(trained_mlp, capsys):
     widths = [layer.out_features for layer in model.layers if isinstance(layer, hg.layers.Dense)]
     assert widths == [32, 10]
     meta = hg.io.read_metadata(model_path)
-    assert meta == {"preset": "mlp", "loss": "SoftmaxCrossEntropy", "input_shape": [784]}
+    assert meta == {"preset": "mlp", "task": "fashion", "loss": "SoftmaxCrossEntropy", "input_shape": [784]}
 
     code, out, err = run_cli(["evaluate", model_path, "--subset"], capsys)
     assert code == 0, err
@@ -172,3 +172,75 @@ def test_module_entry_point_version():
                          text=True, timeout=60)
     assert res.returncode == 0
     assert hg.__version__ in res.stdout
+
+
+# -- sequence presets, resume, diagnose ----------------------------------------------------------------
+
+def test_train_reber_tiny(tmp_path, capsys):
+    out = tmp_path / "reber"
+    code, stdout, err = run_cli(["train", "reber", "--samples", "64", "--epochs", "1", "--out", out], capsys)
+    assert code == 0, err
+    assert "held-out embedded Reber strings predicted entirely right" in stdout
+    hist = json.loads((out / "history.json").read_text())
+    assert 0.0 <= hist["string_accuracy"] <= 1.0 and 0.0 <= hist["step_accuracy"] <= 1.0
+    code, stdout, err = run_cli(["evaluate", out / "model.safetensors"], capsys)
+    assert code == 0, err and "Reber" in stdout
+
+
+def test_train_adding_tiny_reports_mse_against_baseline(tmp_path, capsys):
+    out = tmp_path / "adding"
+    code, stdout, err = run_cli(["train", "adding", "--cell", "rnn", "--samples", "128", "--length", "12",
+                                 "--epochs", "1", "--hidden", "8", "--out", out], capsys)
+    assert code == 0, err
+    m = re.search(r"test MSE (\d+\.\d+) \(always answering 1\.0 gives (\d+\.\d+)\)", stdout)
+    assert m, stdout
+    assert 0.1 < float(m.group(2)) < 0.25
+    assert [type(layer).__name__ for layer in hg.load(out / "model.safetensors").layers] == ["RNN", "Dense"]
+
+
+def test_train_charlm_tiny(tmp_path, capsys):
+    text = tmp_path / "words.txt"
+    text.write_text("apple\nbanana\ncherry\ndate\nelder\nfig\ngrape\n" * 60)
+    out = tmp_path / "charlm"
+    code, stdout, err = run_cli(["train", "charlm", "--text", text, "--epochs", "1", "--batch-size", "4",
+                                 "--hidden", "16", "--out", out], capsys)
+    assert code == 0, err
+    assert "bits per character" in stdout and "sample:" in stdout
+    model = hg.load(out / "model.safetensors")
+    assert model.layers[0].stateful
+
+
+def test_resume_continues_an_interrupted_run_to_the_same_weights(tmp_path, capsys):
+    """A run stopped after epoch 1 of 2 and resumed ends with the weights of an uninterrupted run."""
+    common = ["--subset", "--hidden", "16", "--epochs", "2", "--seed", "3"]
+    full = tmp_path / "full"
+    assert run_cli(["train", "mlp", *common, "--out", full], capsys)[0] == 0
+    part = tmp_path / "part"
+    assert run_cli(["train", "mlp", *common, "--out", part], capsys)[0] == 0
+    ckpts = sorted((part / "checkpoints").glob("ckpt-*.safetensors"))
+    assert len(ckpts) == 2
+    ckpts[-1].unlink()  # as if the run had died during epoch 2
+    code, stdout, err = run_cli(["train", "--resume", part], capsys)
+    assert code == 0, err
+    assert "resuming from" in stdout
+    a, b = hg.load(full / "model.safetensors"), hg.load(part / "model.safetensors")
+    for (ka, pa), (kb, pb) in zip(a.parameters(), b.parameters()):
+        assert ka == kb and np.array_equal(pa, pb)
+
+
+def test_resume_without_run_folder_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run_cli(["train", "--resume", tmp_path / "nothing"], capsys)
+    assert code == 2 and "run.json" in err
+
+
+def test_diagnose_shows_rnn_error_vanishing_faster_than_lstm(tmp_path, capsys):
+    code, stdout, err = run_cli(["diagnose", "--length", "30", "--samples", "128", "--out", tmp_path], capsys)
+    assert code == 0, err
+    data = json.loads((tmp_path / "diagnostics.json").read_text())
+    rnn, lstm = data["time"]["RNN (hidden 32)"], data["time"]["LSTM (hidden 32)"]
+    assert len(rnn) == len(lstm) == 30
+    assert (tmp_path / "delta_time.png").is_file() and (tmp_path / "delta_layers.png").is_file()
+    sig, relu = data["layers"]["sigmoid"], data["layers"]["relu"]
+    assert len(sig) == len(relu) == 7
+    # 003 §4: the deep sigmoid net's first layer gets a far smaller error than its last
+    assert sig[0] / sig[-1] < 0.1

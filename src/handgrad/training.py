@@ -209,7 +209,8 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise ValueError("fit: expected validation_data to be a pair (x_val, y_val)")
         xv, yv = _as_numpy_data(*validation_data, "fit (validation_data)")
-        if xv.shape[1:] != x.shape[1:]:
+        free = 2 if x.ndim == 3 else 1  # sequences (N, T, F) may differ in length T
+        if xv.ndim != x.ndim or xv.shape[free:] != x.shape[free:]:
             raise ValueError(f"fit: validation x has sample shape {xv.shape[1:]}, training x has {x.shape[1:]}")
     labels = _class_labels(y)
     rng = numpy.random.default_rng(shuffle_ss)

@@ -1,0 +1,45 @@
+"""Pieces shared by the subcommands: the per-epoch report and argument types."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..callbacks import Callback
+
+
+class EpochPrinter(Callback):
+    """One line per epoch on stdout (the CLI's report; the library itself never prints)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1:>3}/{self.epochs}"]
+        for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if k in logs:
+                parts.append(f"{k} {logs[k]:.4f}")
+        parts.append(f"lr {logs.get('lr', float('nan')):.4g}")
+        parts.append(f"{time.perf_counter() - self._t:.1f}s")
+        print("  ".join(parts), flush=True)
+
+
+def widths(text: str) -> tuple[int, ...]:
+    """``"256,128"`` → (256, 128)."""
+    try:
+        out = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths like 256,128, got {text!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive widths like 256,128, got {text!r}")
+    return out
+
+
+def data_args(sp) -> None:
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--data", metavar="DIR", help="folder with the Fashion-MNIST IDX files "
+                   "(default: $HANDGRAD_DATA, then /usr/share/datasets/fashion-mnist)")
+    g.add_argument("--subset", action="store_true", help="use the small subset shipped with handgrad")

@@ -1,0 +1,394 @@
+"""``handgrad demo``, ``train``, ``evaluate``, ``gradcheck`` and ``diagnose``."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy
+
+from .. import __version__, callbacks as cb, data, losses, optim, presets, tasks
+from ..gradcheck import gradcheck
+from ..io import atomic_write_bytes, load, read_metadata, save
+from ..training import TrainingDiverged, TrainingInterrupted, evaluate, fit
+from .common import EpochPrinter
+
+#: options a resumed run takes from the run it continues
+_RUN_OPTIONS = ("preset", "data", "subset", "hidden", "activation", "dropout", "pool", "cell", "augment",
+                "optimizer", "lr", "momentum", "weight_decay", "schedule", "clip_norm", "epochs", "batch_size",
+                "val_split", "early_stopping", "seed", "samples", "length", "text", "max_chars",
+                "checkpoint_every")
+
+
+class ResetStates(cb.Callback):
+    """Start every epoch of a stateful (truncated-BPTT) model from zero states."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for layer in self.model.layers:
+            if hasattr(layer, "reset_state"):
+                layer.reset_state()
+
+
+def make_optimizer(name, model, lr, momentum, weight_decay, clip_norm):
+    kw = {"weight_decay": weight_decay, "clip_norm": clip_norm}
+    if name == "sgd":
+        return optim.SGD(model, lr, momentum=momentum, **kw)
+    if name == "adam":
+        return optim.Adam(model, lr, **kw)
+    if name == "rmsprop":
+        return optim.RMSprop(model, lr, momentum=momentum, **kw)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _build_kwargs(args, preset, pick, extra) -> dict:
+    kw = {"seed": args.seed}
+    if preset.name == "mlp":
+        kw.update(hidden=args.hidden or (256, 128), activation=args.activation or "relu", dropout=pick("dropout"))
+    elif preset.name == "lenet5":
+        kw.update(activation=args.activation or "relu", pool=args.pool or "max", dropout=pick("dropout"))
+    else:
+        if args.hidden:
+            kw["hidden"] = args.hidden[0]
+        if getattr(args, "cell", None):
+            kw["cell"] = args.cell
+    if "vocab_size" in extra:
+        kw["vocab_size"] = extra["vocab_size"]
+    return kw
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (numpy.floating, numpy.integer)):
+        return value.item()
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def _restore_run_options(args) -> None:
+    """``--resume RUN_DIR``: take every training option from RUN_DIR/run.json."""
+    path = os.path.join(args.resume, "run.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved = json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--resume: {path} not found (is {args.resume!r} a folder written by "
+                                "`handgrad train`?)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--resume: {path} is not valid JSON ({exc})") from None
+    for k in _RUN_OPTIONS:
+        if k in saved:
+            v = saved[k]
+            setattr(args, k, tuple(v) if k == "hidden" and v else v)
+    args.out = args.resume
+
+
+def train_run(args, *, title: str = "") -> int:
+    resuming = bool(getattr(args, "resume", None))
+    if resuming:
+        _restore_run_options(args)
+    if args.preset is None:
+        raise ValueError("train: name a preset (or --resume RUN_DIR)")
+    preset = presets.get(args.preset)
+    task = tasks.TASKS[preset.task]
+    d = preset.defaults
+    pick = lambda name: getattr(args, name) if getattr(args, name, None) is not None else d.get(name)  # noqa: E731
+    epochs, batch_size, lr = pick("epochs"), pick("batch_size"), pick("lr")
+    (xtr, ytr), (xte, yte), extra = task.load(args, preset)
+    model = preset.build(**_build_kwargs(args, preset, pick, extra))
+    loss = preset.loss()
+    opt = make_optimizer(pick("optimizer"), model, lr, pick("momentum"), pick("weight_decay"), pick("clip_norm"))
+    classes = ytr.dtype.kind in "iu" and preset.task == "fashion"
+    if preset.task == "charlm":
+        val = None  # a stateful model is evaluated after training, on independent windows
+    elif args.val_split:
+        (xtr, ytr), val = data.train_val_split(xtr, ytr, args.val_split, seed=args.seed, stratify=classes)
+    else:
+        val = (xte, yte)
+    callbacks = [EpochPrinter(epochs)]
+    schedule = pick("schedule")
+    if schedule == "cosine":
+        callbacks.append(optim.CosineLR(opt, epochs))
+    elif schedule == "step":
+        callbacks.append(optim.StepLR(opt, max(1, epochs // 3), 0.1))
+    if args.early_stopping and val is not None:
+        callbacks.append(cb.EarlyStopping("val_accuracy" if classes else "val_loss", patience=args.early_stopping,
+                                          restore_best_weights=True))
+    if preset.task == "charlm":
+        callbacks.append(ResetStates())
+    os.makedirs(args.out, exist_ok=True)
+    if not resuming:
+        run_options = {k: _jsonable(getattr(args, k, None)) for k in _RUN_OPTIONS}
+        atomic_write_bytes(os.path.join(args.out, "run.json"), json.dumps(run_options, indent=2).encode())
+
+    print(title or f"handgrad {__version__}: training preset {preset.name!r} ({preset.description})")
+    what = "validation" if args.val_split else "test"
+    print(f"data: {len(xtr)} training" + (f", {len(val[0])} {what}" if val is not None else "") + " samples"
+          + (" (shipped subset)" if getattr(args, "subset", False) else ""))
+    shape = preset.input_shape if None not in preset.input_shape else None
+    print(model.summary(shape))
+    augment = None
+    if getattr(args, "augment", False):
+        if preset.task != "fashion":
+            raise ValueError(f"--augment: only image presets can be augmented, not {preset.name!r}")
+        augment = data.RandomAffine(image_shape=preset.input_shape[-2:] if len(preset.input_shape) > 1 else (28, 28))
+        print(f"augmentation: {augment}")
+    ckpt_dir = os.path.join(args.out, "checkpoints")
+    if resuming:
+        print(f"resuming from {ckpt_dir}")
+    t0 = time.perf_counter()
+    try:
+        hist = fit(model, loss, opt, xtr, ytr, epochs=epochs, batch_size=batch_size, validation_data=val,
+                   callbacks=callbacks, seed=args.seed, augment=augment, checkpoint_dir=ckpt_dir,
+                   checkpoint_every=getattr(args, "checkpoint_every", 0) or 0,
+                   resume_from=ckpt_dir if resuming else None, **task.fit_options)
+    except TrainingInterrupted as exc:
+        print(f"\n{exc}\nto continue: handgrad train --resume {args.out}")
+        return 130
+    except TrainingDiverged as exc:
+        print(f"\n{exc}")
+        return 3
+    seconds = time.perf_counter() - t0
+    report = task.report(model, loss, (xte, yte), extra)
+    model_path = os.path.join(args.out, "model.safetensors")
+    save(model, model_path, metadata={"preset": preset.name, "task": preset.task, "loss": type(loss).__name__,
+                                      "input_shape": list(preset.input_shape)})
+    run = {"preset": preset.name, "epochs_run": len(hist.epoch), "seconds": seconds,
+           **{k: v for k, v in report.items() if k != "summary"},
+           "args": {k: _jsonable(getattr(args, k, None)) for k in _RUN_OPTIONS}, "history": hist.history}
+    atomic_write_bytes(os.path.join(args.out, "history.json"), json.dumps(_jsonable(run), indent=2).encode())
+    from ..plotting import have_matplotlib, learning_curves
+
+    if have_matplotlib():
+        learning_curves(hist.history, os.path.join(args.out, "curves.png"), title=f"{preset.name}: {preset.description}")
+        curves = os.path.join(args.out, "curves.png")
+    else:
+        curves = "(not drawn: install matplotlib, `pip install 'handgrad[plot]'`)"
+    print(f"\ntrained {len(hist.epoch)} epochs in {seconds:.1f}s ({seconds / max(1, len(hist.epoch)):.2f}s per epoch"
+          + (", this session" if resuming else "") + ")")
+    print(report["summary"])
+    print(f"model:   {model_path}\nhistory: {os.path.join(args.out, 'history.json')}\ncurves:  {curves}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    if args.preset is None and not args.resume:
+        raise ValueError("train: name a preset, or --resume RUN_DIR")
+    if args.out is None:
+        args.out = os.path.join("runs", args.preset or "run")
+    return train_run(args)
+
+
+def cmd_demo(args) -> int:
+    for k in ("hidden", "activation", "dropout", "pool", "cell", "optimizer", "momentum", "weight_decay",
+              "schedule", "lr", "batch_size", "clip_norm", "data", "resume", "samples", "length", "text", "max_chars"):
+        setattr(args, k, None)
+    args.preset, args.subset, args.augment, args.val_split, args.early_stopping = "mlp", True, False, 0.0, 0
+    args.checkpoint_every = 0
+    code = train_run(args, title="handgrad demo: an MLP on the shipped Fashion-MNIST subset "
+                                 "(6,000 training / 1,000 test images)")
+    model = presets.mlp(hidden=(32, 16), seed=0, dtype="float64")
+    (x, y), _ = data.load_fashion_mnist_subset()
+    res = gradcheck(model, data.to_float(x[:8], numpy.float64), y[:8], loss=losses.SoftmaxCrossEntropy(),
+                    max_entries=64)
+    print(f"gradient check of a small MLP (float64, central differences): worst relative error "
+          f"{res.max_error:.2e} -> {'pass' if res.passed else 'FAIL'}")
+    return code or (0 if res.passed else 1)
+
+
+def cmd_evaluate(args) -> int:
+    model = load(args.model)
+    meta = read_metadata(args.model)
+    preset = presets.get(meta["preset"]) if meta.get("preset") in presets.PRESETS else None
+    task = tasks.TASKS[meta.get("task", "fashion")]
+    loss = losses.get(meta.get("loss", "SoftmaxCrossEntropy"))
+    args.seed = getattr(args, "seed", 0)
+    if task.name == "fashion":
+        shape = tuple(meta.get("input_shape", (784,)))
+        stub = presets.Preset("saved", "", None, None, shape)
+        _, (xte, yte), _ = task.load(args, stub)
+        res = evaluate(model, loss, xte, yte, metrics=("accuracy", "top3_accuracy", "per_class_accuracy"))
+        print(f"{args.model}: {len(xte)} test images")
+        print(f"loss {res['loss']:.4f}  accuracy {res['accuracy'] * 100:.2f}%  top-3 {res['top3_accuracy'] * 100:.2f}%")
+        for name, acc in zip(data.CLASSES, res["per_class_accuracy"]):
+            print(f"  {name:<12} {acc * 100:6.2f}%")
+        return 0
+    _, test, extra = task.load(args, preset)
+    print(f"{args.model}: {task.report(model, loss, test, extra)['summary']}")
+    return 0
+
+
+def cmd_gradcheck(args) -> int:
+    """Check every layer of a preset on its own input from a forward pass over real data,
+    then the loss on the model's output. Layer by layer, because a finite-difference step
+    through a whole network with max pooling and ReLU crosses some kink or tie with high
+    probability, while each layer checked alone is smooth around a jittered input."""
+    preset = presets.get(args.preset)
+    kw = {"seed": args.seed, "dtype": "float64"}
+    if args.preset == "mlp":
+        kw["hidden"] = args.hidden or (256, 128)
+    if args.preset == "lenet5" and args.pool:
+        kw["pool"] = args.pool
+    if args.activation:
+        kw["activation"] = args.activation
+    task = tasks.TASKS[preset.task]
+    args.subset, args.data = True, None
+    for k in ("samples", "length", "text", "max_chars", "batch_size"):
+        setattr(args, k, getattr(args, k, None))
+    if preset.task == "charlm":
+        text = "the quick brown fox jumps over the lazy dog\n" * 20
+        corpus = data.CharCorpus(text)
+        x, y = corpus.windows(12)
+        kw["vocab_size"] = corpus.vocab_size
+    elif preset.task == "adding":
+        x, y = data.adding_problem(args.batch, 12, numpy.random.default_rng(args.seed))
+    else:
+        if preset.task == "reber":
+            args.samples = args.batch
+        (x, y), _, _ = task.load(args, preset)
+    model = preset.build(**kw)
+    a = numpy.asarray(x[:args.batch], dtype=numpy.float64)
+    y = y[:args.batch]
+    rng = numpy.random.default_rng(args.seed)
+    print(f"gradient check of preset {preset.name!r}, layer by layer (float64, fourth-order central "
+          f"differences, up to {args.entries} entries per array, batch {args.batch}; each layer's input "
+          "is its real input, jittered by 10% of its spread to move it off ReLU kinks and max-pool ties)")
+    rows, worst = [], 0.0
+    for i, layer in enumerate(model.layers):
+        masked = getattr(layer, "mask_value", None) is not None
+        if not masked:  # jittering would turn padding into data
+            a = a + 0.1 * (float(a.std()) or 1.0) * rng.standard_normal(a.shape)
+        # piecewise-linear parameter-free layers (pooling, ReLU) get a smaller step: fewer ties
+        # within reach, and their outputs are exact enough that rounding stays negligible
+        res = gradcheck(layer, a, max_entries=args.entries, seed=args.seed + i,
+                        eps=1e-4 if layer.params else 1e-5, check_input=not masked)
+        for k, v in res.errors.items():
+            rows.append((f"{i}: {layer!r}", k, v))
+            worst = max(worst, v)
+        if hasattr(layer, "reset_state"):
+            layer.reset_state()
+        a = layer.forward(a, training=True)
+    loss = preset.loss()
+    res = gradcheck(loss, a, y, max_entries=args.entries, seed=args.seed)
+    rows.append((f"loss: {type(loss).__name__}", "output", res.errors["input"]))
+    worst = max(worst, res.errors["input"])
+    w = max(len(r[0]) for r in rows)
+    print(f"{'layer':<{w}}  {'array':<6}  {'max rel. error':>14}  result")
+    for name, k, v in rows:
+        print(f"{name:<{w}}  {k:<6}  {v:>14.2e}  {'pass' if v < res.tol else 'FAIL'}")
+    print(f"worst: {worst:.2e} (tolerance {res.tol:.0e}) -> {'pass' if worst < res.tol else 'FAIL'}")
+    return 0 if worst < res.tol else 1
+
+
+def cmd_diagnose(args) -> int:
+    """Train an Elman RNN and an LSTM briefly on the adding problem and record ‖δ[t]‖ at every
+    time step; then a deep sigmoid MLP and a deep ReLU MLP on the shipped subset, recording
+    ‖δ⁽ˡ⁾‖ per layer. Plots both and prints the ratios."""
+    from ..diagnostics import DeltaNormRecorder, plot_delta_norms
+    from ..plotting import have_matplotlib
+
+    os.makedirs(args.out, exist_ok=True)
+    rng = numpy.random.default_rng(args.seed)
+    x, y = data.adding_problem(args.samples, args.length, rng)
+    time_curves = {}
+    print(f"error norm along time: adding problem, T={args.length}, {args.samples} sequences, "
+          f"{args.epochs} epoch(s), Adam lr 1e-3")
+    for cell in ("rnn", "lstm"):
+        model = presets.adding_net(cell=cell, hidden=32, seed=args.seed)
+        rec = DeltaNormRecorder()
+        fit(model, losses.MeanSquaredError(), optim.Adam(model, 1e-3), x, y, epochs=args.epochs, batch_size=64,
+            callbacks=[rec], seed=args.seed)
+        norms = rec.time[-1][0]
+        time_curves[f"{cell.upper()} (hidden 32)"] = norms
+        print(f"  {cell.upper():<5} ‖δ[1]‖ = {norms[0]:.2e}, ‖δ[T]‖ = {norms[-1]:.2e}, "
+              f"ratio first/last = {norms[0] / max(norms[-1], 1e-300):.2e}")
+    (xs, ys), _ = data.load_fashion_mnist_subset()
+    xs = data.to_float(xs)
+    layer_curves = {}
+    print("error norm along depth: 6-hidden-layer MLPs (width 64) on the shipped subset, 1 epoch, SGD lr 0.1")
+    for act in ("sigmoid", "relu"):
+        model = presets.mlp(hidden=(64,) * 6, activation=act, seed=args.seed)
+        rec = DeltaNormRecorder()
+        fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.1), xs, ys, epochs=1, batch_size=64,
+            callbacks=[rec], seed=args.seed)
+        norms = list(rec.layers[-1].values())
+        layer_curves[act] = norms
+        print(f"  {act:<8} ‖δ⁽ˡ⁾‖ from the first to the last Dense: " + ", ".join(f"{v:.1e}" for v in norms))
+    if have_matplotlib():
+        plot_delta_norms(time_curves, os.path.join(args.out, "delta_time.png"),
+                         title=f"error ‖δ[t]‖ along time, adding problem T={args.length}")
+        plot_delta_norms(layer_curves, os.path.join(args.out, "delta_layers.png"),
+                         title="error ‖δ⁽ˡ⁾‖ along depth, 6 hidden layers", xlabel="Dense layer l",
+                         ylabel="mean ‖δ⁽ˡ⁾‖")
+        print(f"plots: {os.path.join(args.out, 'delta_time.png')}, {os.path.join(args.out, 'delta_layers.png')}")
+    atomic_write_bytes(os.path.join(args.out, "diagnostics.json"),
+                       json.dumps({"time": time_curves, "layers": layer_curves}, indent=1).encode())
+    return 0
+
+
+def add_commands(sub, data_args) -> None:
+    from .common import widths
+
+    demo = sub.add_parser("demo", help="train an MLP on the shipped subset and check its gradients")
+    demo.add_argument("--epochs", type=int, default=8)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="handgrad-demo", help="output folder (default: handgrad-demo)")
+    demo.set_defaults(func=cmd_demo)
+
+    tr = sub.add_parser("train", help="train a preset model (Fashion-MNIST, sequence tasks)")
+    tr.add_argument("preset", nargs="?", choices=sorted(presets.PRESETS))
+    data_args(tr)
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its latest checkpoint")
+    tr.add_argument("--hidden", type=widths, help="hidden widths, e.g. 256,128 (mlp), or the recurrent width")
+    tr.add_argument("--activation", choices=sorted(presets.ACTIVATIONS))
+    tr.add_argument("--dropout", type=float, help="dropout probability after each hidden layer")
+    tr.add_argument("--pool", choices=("max", "avg"), help="lenet5: max pooling (default) or mean pooling")
+    tr.add_argument("--cell", choices=sorted(presets.CELLS), help="sequence presets: lstm (default) or rnn")
+    tr.add_argument("--augment", action="store_true",
+                    help="expand the training data on the fly: random translation, rotation and scaling")
+    tr.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop"))
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--momentum", type=float)
+    tr.add_argument("--weight-decay", type=float)
+    tr.add_argument("--schedule", choices=("none", "step", "cosine"))
+    tr.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
+    tr.add_argument("--epochs", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--val-split", type=float, default=0.0,
+                    help="hold out this fraction of the training set for validation (default: validate on test)")
+    tr.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                    help="stop when the validation metric has not improved for PATIENCE epochs; keep the best weights")
+    tr.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                    help="also checkpoint every STEPS steps (always at the end of each epoch)")
+    tr.add_argument("--samples", type=int, help="reber/adding: number of training sequences")
+    tr.add_argument("--length", type=int, help="adding: sequence length T (default 100)")
+    tr.add_argument("--text", help="charlm: text file (default /usr/share/dict/words)")
+    tr.add_argument("--max-chars", type=int, help="charlm: read at most this many characters")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", help="output folder (default: runs/PRESET)")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a saved model on its task's test data")
+    ev.add_argument("model")
+    data_args(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    gc = sub.add_parser("gradcheck", help="finite-difference check of every layer of a preset")
+    gc.add_argument("preset", choices=sorted(presets.PRESETS))
+    gc.add_argument("--hidden", type=widths, help="hidden widths of the mlp preset")
+    gc.add_argument("--activation", choices=sorted(presets.ACTIVATIONS))
+    gc.add_argument("--pool", choices=("max", "avg"), help="lenet5 pooling")
+    gc.add_argument("--batch", type=int, default=4)
+    gc.add_argument("--entries", type=int, default=64, help="entries checked per parameter array")
+    gc.add_argument("--seed", type=int, default=0)
+    gc.set_defaults(func=cmd_gradcheck)
+
+    dg = sub.add_parser("diagnose", help="show the error signal vanish along time (RNN vs LSTM) and depth")
+    dg.add_argument("--length", type=int, default=50, help="adding-problem sequence length (default 50)")
+    dg.add_argument("--samples", type=int, default=1024)
+    dg.add_argument("--epochs", type=int, default=1)
+    dg.add_argument("--seed", type=int, default=0)
+    dg.add_argument("--out", default="handgrad-diagnose")
+    dg.set_defaults(func=cmd_diagnose)
