@@ -68,8 +68,13 @@ def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3) -
     os.makedirs(folder, exist_ok=True)
     tensors = {}
     for i, layer in enumerate(model.layers):
-        for k, p in layer.params.items():
-            tensors[f"model.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
+        for k, p in layer.params.items():  # same names as a model file: hg.load opens a checkpoint
+            tensors[f"layers.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
+    for i, layer in enumerate(model.layers):  # carried states of stateful recurrent layers
+        if getattr(layer, "stateful", False) and layer.initial_state is not None:
+            parts = layer.initial_state if isinstance(layer.initial_state, tuple) else (layer.initial_state,)
+            for j, part in enumerate(parts):
+                tensors[f"rstate.{i}.{j}"] = numpy.ascontiguousarray(backend.to_numpy(part))
     opt_state = optimizer.state_dict()
     for key, slots in opt_state["state"].items():
         for slot, arr in slots.items():
@@ -119,8 +124,8 @@ def load_checkpoint(path: str) -> tuple[dict, dict, dict]:
 
 def restore(model, optimizer, tensors: dict, opt: dict, where: str) -> None:
     """Copy checkpoint weights and optimizer buffers into ``model`` and ``optimizer``."""
-    own = {f"model.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
-    saved = {k: v for k, v in tensors.items() if k.startswith("model.")}
+    own = {f"layers.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
+    saved = {k: v for k, v in tensors.items() if k.startswith("layers.")}
     if set(saved) != set(own):
         raise ValueError(f"{where}: the checkpoint's weights {sorted(saved)} do not match the model's {sorted(own)}")
     for key, p in own.items():
@@ -132,6 +137,20 @@ def restore(model, optimizer, tensors: dict, opt: dict, where: str) -> None:
     if opt.get("class") != type(optimizer).__name__:
         raise ValueError(f"{where}: the checkpoint was written with optimizer {opt.get('class')!r}, "
                          f"not {type(optimizer).__name__}")
+    states: dict[int, dict[int, object]] = {}
+    for key, arr in tensors.items():
+        if key.startswith("rstate."):
+            _, i, j = key.split(".")
+            states.setdefault(int(i), {})[int(j)] = arr
+    for i, layer in enumerate(model.layers):
+        if getattr(layer, "stateful", False):
+            parts = states.get(i)
+            if parts is None:
+                layer.reset_state()
+            else:
+                arrs = tuple(backend.asarray(parts[j], xp=backend.array_module(layer.params["W_ih"]))
+                             for j in sorted(parts))
+                layer.initial_state = arrs if len(arrs) > 1 else arrs[0]
     buffers: dict[str, dict] = {}
     for key, arr in tensors.items():
         if key.startswith("optim."):

@@ -114,6 +114,10 @@ def gradcheck(obj, x, target=None, *, eps: float = 1e-4, atol: float = 1e-5, tol
     layers = obj.layers if is_model else [obj]
     if not all(hasattr(layer, "params") for layer in layers):
         raise TypeError(f"gradcheck: expected a layer, a loss or a Sequential model, got {type(obj).__name__}")
+    # stateful recurrent layers: every evaluation must start from the same (fixed) state
+    carried = [(layer, layer.stateful) for layer in layers if getattr(layer, "stateful", False)]
+    for layer, _ in carried:
+        layer.stateful = False
     saved = [dict(layer.params) for layer in layers]
     saved_grads = [dict(layer.grads) for layer in layers]
     stoch = _stochastic_layers(obj)
@@ -172,4 +176,6 @@ def gradcheck(obj, x, target=None, *, eps: float = 1e-4, atol: float = 1e-5, tol
             layer.rng.bit_generator.state = st
         for layer, flag in zip(expect, sample_flags):
             layer.sample = flag
+        for layer, flag in carried:
+            layer.stateful = flag
     return GradcheckResult(max(errors.values()) if errors else 0.0, errors, tol)

@@ -167,6 +167,8 @@ def load(path: str | os.PathLike) -> Sequential:
     except (SafetensorError, ValueError, TypeError, OverflowError, KeyError) as exc:
         raise ValueError(f"{where}: malformed tensor data ({exc})") from None
     expected = {f"layers.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
+    if "handgrad-checkpoint" in meta:  # a training checkpoint also holds optimizer buffers and states
+        tensors = {k: v for k, v in tensors.items() if k.startswith("layers.")}
     if set(tensors) != set(expected):
         missing = sorted(set(expected) - set(tensors))
         extra = sorted(set(tensors) - set(expected))

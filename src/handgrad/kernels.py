@@ -61,7 +61,8 @@ def col2im(cols, shape, kh: int, kw: int, sh: int, sw: int):
     """Adjoint of ``im2col``: scatter-add ``(N, K, OH·OW)`` back onto an ``(N, C, H, W)`` image.
 
     Each input pixel receives the sum over every window (and kernel offset) that covers it —
-    the full convolution of δ with the kernel rotated by 180° (``001`` eqs. (30)–(31)),
+    the full convolution of δ with the kernel rotated by 180° (the input gradient of a
+    convolution layer),
     computed as one slab addition per kernel offset.
     """
     xp = backend.array_module(cols)

@@ -6,6 +6,7 @@ dC/d(input) — statement (2) of ``003`` §2 applied layer by layer.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Iterable
 
 import numpy
@@ -74,6 +75,26 @@ class Sequential:
             grad = layers[i]._backward_checked(grad, need_input_grad=input_grad or i > first)
         return grad if input_grad else None
 
+    @contextlib.contextmanager
+    def stateless(self):
+        """Inside: stateful recurrent layers neither use nor carry a state (each batch starts from
+        zeros, as independent samples should); their carried state is put back afterwards."""
+        saved = [(layer, layer.stateful, layer.initial_state) for layer in self.layers
+                 if getattr(layer, "stateful", False)]
+        for layer, _, _ in saved:
+            layer.stateful, layer.initial_state = False, None
+        try:
+            yield self
+        finally:
+            for layer, flag, state in saved:
+                layer.stateful, layer.initial_state = flag, state
+
+    def reset_states(self) -> None:
+        """Zero the carried state of every stateful recurrent layer."""
+        for layer in self.layers:
+            if hasattr(layer, "reset_state"):
+                layer.reset_state()
+
     def predict(self, x, batch_size: int = 1024) -> numpy.ndarray:
         """Outputs for ``x`` (NumPy or device array), in inference mode, as a NumPy array."""
         batch_size = check_positive_int(batch_size, "Sequential.predict", "batch_size")
@@ -83,9 +104,10 @@ class Sequential:
         if x.dtype.kind not in "fiu":
             raise TypeError(f"Sequential.predict: expected a numeric array, got dtype {x.dtype}")
         outs = []
-        for start in range(0, x.shape[0], batch_size):
-            xb = backend.asarray(x[start:start + batch_size], dtype=dtype, xp=xp)
-            outs.append(backend.to_numpy(self.forward(xb, training=False)))
+        with self.stateless():
+            for start in range(0, x.shape[0], batch_size):
+                xb = backend.asarray(x[start:start + batch_size], dtype=dtype, xp=xp)
+                outs.append(backend.to_numpy(self.forward(xb, training=False)))
         if not outs:
             raise ValueError("Sequential.predict: expected at least one sample, got an empty array")
         return numpy.concatenate(outs, axis=0)

@@ -63,6 +63,15 @@ def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
     count = 0
     hits = {n: 0 for n in names}
     outputs = [] if "per_class_accuracy" in names else None
+    with model.stateless():
+        return _evaluate_batches(model, loss, x, y, labels, names, batch_size, xp, dtype)
+
+
+def _evaluate_batches(model, loss, x, y, labels, names, batch_size, xp, dtype) -> dict:
+    total = 0.0
+    count = 0
+    hits = {n: 0 for n in names}
+    outputs = [] if "per_class_accuracy" in names else None
     for s in range(0, x.shape[0], batch_size):
         xb = backend.asarray(x[s:s + batch_size], dtype=dtype, xp=xp)
         yb = backend.asarray(y[s:s + batch_size], xp=xp)
@@ -277,6 +286,8 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                 if pos["batch"] == 0:
                     pos["sums"] = {"loss": 0.0, "seen": 0, "items": 0, "correct": {k: 0 for k in names}}
                 sums = pos["sums"]
+                if pos["batch"] == 0:
+                    model.reset_states()  # truncated BPTT: every epoch starts from zero states
                 cbs.on_epoch_begin(epoch, {})
                 order = rng.permutation(n) if shuffle else numpy.arange(n)
                 bar = progress.bar(steps, f"epoch {epoch + 1}/{epochs}") if show else progress._Null()

@@ -153,8 +153,11 @@ def train_run(args, *, title: str = "") -> int:
     seconds = time.perf_counter() - t0
     report = task.report(model, loss, (xte, yte), extra)
     model_path = os.path.join(args.out, "model.safetensors")
-    save(model, model_path, metadata={"preset": preset.name, "task": preset.task, "loss": type(loss).__name__,
-                                      "input_shape": list(preset.input_shape)})
+    meta = {"preset": preset.name, "task": preset.task, "loss": type(loss).__name__,
+            "input_shape": list(preset.input_shape)}
+    if preset.task == "adding":
+        meta["length"] = extra["T"]
+    save(model, model_path, metadata=meta)
     run = {"preset": preset.name, "epochs_run": len(hist.epoch), "seconds": seconds,
            **{k: v for k, v in report.items() if k != "summary"},
            "args": {k: _jsonable(getattr(args, k, None)) for k in _RUN_OPTIONS}, "history": hist.history}
@@ -215,6 +218,9 @@ def cmd_evaluate(args) -> int:
         for name, acc in zip(data.CLASSES, res["per_class_accuracy"]):
             print(f"  {name:<12} {acc * 100:6.2f}%")
         return 0
+    for k in ("samples", "text", "max_chars", "batch_size"):
+        setattr(args, k, getattr(args, k, None))
+    args.length = meta.get("length")  # the adding problem is tested at the length it was trained for
     _, test, extra = task.load(args, preset)
     print(f"{args.model}: {task.report(model, loss, test, extra)['summary']}")
     return 0

@@ -48,8 +48,8 @@ class Conv2D(Layer):
     - kernel (``001`` eq. (30); ``000`` eqs. (20), (46)): the correlation of the input with δ,
       dC/dW[d, c, i, j] = Σ_{n,p,q} δ[n, d, p, q] x̃[n, c, p·sH + i, q·sW + j], i.e.
       dW_mat = Σ_n δ_n X_col,nᵀ;
-    - input (``001`` eqs. (30)–(31); ``000`` derives no input gradient): the full convolution of δ with
-      the kernel rotated by 180°,
+    - input (none of the notes derives it; see ``docs/errata.md``): the full convolution of δ
+      with the kernel rotated by 180°,
       dC/dx̃[n, c, u, v] = Σ_{d,i,j} W[d, c, i, j] δ[n, d, (u − i)/sH, (v − j)/sW] over the
       integer quotients, computed as col2im(W_matᵀ δ_n) and then cropped by the padding.
 
