@@ -53,13 +53,16 @@ class Conv2D(Layer):
       dC/dx̃[n, c, u, v] = Σ_{d,i,j} W[d, c, i, j] δ[n, d, (u − i)/sH, (v − j)/sW] over the
       integer quotients, computed as col2im(W_matᵀ δ_n) and then cropped by the padding.
 
+    Untied biases (``004`` eq. (10)): with ``untied_bias=(OH, OW)`` the bias is ``b`` ``(D, OH, OW)``,
+    one per output position, y[n, d, p, q] gets b[d, p, q] and dC/db[d, p, q] = Σ_n δ[n, d, p, q].
+
     Input ``(N, C, H, W)``; output ``(N, D, OH, OW)``, OH = ⌊(H + 2pH − kH)/sH⌋ + 1.
     Params: ``W`` ``(D, C, kH, kW)`` drawn by ``weight_init`` with fan-in C·kH·kW (default
     N(0, 1/fan_in), ``003`` §4); ``b`` ``(D,)`` zeros.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, *,
-                 weight_init: str = "normal_fan_in", bias_init: str = "zeros", rng=None,
+                 untied_bias=None, weight_init: str = "normal_fan_in", bias_init: str = "zeros", rng=None,
                  dtype=backend.DEFAULT_DTYPE) -> None:
         super().__init__()
         where = f"Conv2D({in_channels!r}→{out_channels!r})"
@@ -75,7 +78,11 @@ class Conv2D(Layer):
         gen = backend.make_rng(rng)
         xp = backend.default_xp()
         W = init.weights(weight_init, (out_channels, in_channels, kh, kw), fan_in, fan_out, gen, dt, where)
-        b = init.bias(bias_init, (out_channels,), gen, dt, where)
+        # untied_bias=(OH, OW): one bias per output position (``004`` eq. (10)) instead of one per
+        # output channel; the layer then only accepts inputs giving that output size
+        self.untied_bias = None if untied_bias is None else pair(untied_bias, "untied_bias", where)
+        b_shape = (out_channels,) if self.untied_bias is None else (out_channels, *self.untied_bias)
+        b = init.bias(bias_init, b_shape, gen, dt, where)
         self.params = {"W": backend.asarray(W, xp=xp), "b": backend.asarray(b, xp=xp)}
         self.zero_grads()
 
@@ -96,6 +103,11 @@ class Conv2D(Layer):
         if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
             raise ValueError(f"{self}: input {tuple(x.shape)} (padded by {self.padding}) is smaller "
                              f"than the kernel {self.kernel_size}")
+        if self.untied_bias is not None:
+            out = self.output_shape(tuple(x.shape[1:]))[1:]
+            if out != self.untied_bias:
+                raise ValueError(f"{self}: untied biases are for outputs of size {self.untied_bias}; input "
+                                 f"{tuple(x.shape)} gives {out}")
 
     def _forward(self, x, training: bool):
         xp = backend.array_module(x)
@@ -108,13 +120,17 @@ class Conv2D(Layer):
         if wide:  # one product for the whole batch: (D, K)(K, N·OH·Wp)
             cols = im2col_wide(xpad, kh, kw)
             y = W.reshape(d, -1) @ cols
-            y += b[:, None]
+            if self.untied_bias is None:
+                y += b[:, None]
             out = y.reshape(d, n, oh, xpad.shape[3])[..., :ow].transpose(1, 0, 2, 3)
         else:     # one product per sample: (D, K)(K, OH·OW)
             cols = im2col(xpad, kh, kw, sh, sw)
             y = xp.matmul(W.reshape(d, -1), cols)
-            y += b[:, None]
+            if self.untied_bias is None:
+                y += b[:, None]
             out = y.reshape(n, d, oh, ow)
+        if self.untied_bias is not None:
+            out = out + b
         if training:
             self._cols, self._xpad_shape = cols, xpad.shape
         return out
@@ -133,7 +149,7 @@ class Conv2D(Layer):
             delta[..., :ow] = grad_y.transpose(1, 0, 2, 3)
             delta = delta.reshape(d, -1)
             if self.trainable:  # a frozen layer passes the error on but computes no parameter gradient
-                self.grads["b"] = delta.sum(axis=1)
+                self.grads["b"] = delta.sum(axis=1) if self.untied_bias is None else grad_y.sum(axis=0)
                 self.grads["W"] = _weight_grad(delta, self._cols, n).reshape(W.shape)
             if not need_input_grad:
                 return None
@@ -141,7 +157,7 @@ class Conv2D(Layer):
         else:
             delta = grad_y.reshape(n, d, oh * ow)                 # (N, D, OH·OW)
             if self.trainable:
-                self.grads["b"] = delta.sum(axis=(0, 2))
+                self.grads["b"] = delta.sum(axis=(0, 2)) if self.untied_bias is None else grad_y.sum(axis=0)
                 # Σ_n δ_n X_col,nᵀ: one small product per sample, then the sum over the batch
                 self.grads["W"] = xp.matmul(delta, self._cols.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
             if not need_input_grad:
@@ -159,4 +175,5 @@ class Conv2D(Layer):
     def get_config(self) -> dict[str, Any]:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding), "weight_init": self.weight_init, "bias_init": self.bias_init}
+                "padding": list(self.padding), "weight_init": self.weight_init, "bias_init": self.bias_init,
+                **({"untied_bias": list(self.untied_bias)} if self.untied_bias is not None else {})}
