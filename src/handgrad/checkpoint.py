@@ -61,6 +61,8 @@ def _fsync_dir(folder: str) -> None:
 
 
 def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3) -> str:
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"save_checkpoint: expected keep to be an int >= 1, got {keep!r}")
     """Write a checkpoint for global step ``state["pos"]["step"]`` into ``folder``; keep the newest
     ``keep`` files. Returns the path written."""
     from safetensors.numpy import save as st_save
@@ -87,7 +89,7 @@ def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3) -
     path = checkpoint_path(folder, int(state["pos"]["step"]))
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
     _fsync_dir(folder)
-    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+    for old in list_checkpoints(folder)[:-keep]:
         try:
             os.unlink(old)
         except OSError:
@@ -117,13 +119,52 @@ def load_checkpoint(path: str) -> tuple[dict, dict, dict]:
         state = json.loads(meta["state"])
     except (SafetensorError, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{where}: malformed checkpoint ({exc})") from None
-    if not isinstance(state, dict) or not isinstance(opt, dict):
-        raise ValueError(f"{where}: malformed checkpoint state")
+    _validate(state, opt, where)
+    state["architecture"] = meta.get("architecture")
     return tensors, opt, state
 
 
-def restore(model, optimizer, tensors: dict, opt: dict, where: str) -> None:
-    """Copy checkpoint weights and optimizer buffers into ``model`` and ``optimizer``."""
+def _validate(state, opt, where: str) -> None:
+    """Check the run state's structure and types, so a damaged checkpoint is a ValueError."""
+    def need(cond, what):
+        if not cond:
+            raise ValueError(f"{where}: malformed checkpoint ({what})")
+
+    def is_int(v, low=0):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    need(isinstance(state, dict) and isinstance(opt, dict), "state is not an object")
+    need(isinstance(opt.get("class"), str) and isinstance(opt.get("lr"), (int, float)) and is_int(opt.get("steps")),
+         "optimizer scalars")
+    fit_args, pos, rng = state.get("fit"), state.get("pos"), state.get("rng")
+    need(isinstance(fit_args, dict) and all(is_int(fit_args.get(k), 1) for k in ("epochs", "batch_size", "n"))
+         and isinstance(fit_args.get("seed"), int), "fit arguments")
+    need(isinstance(pos, dict) and all(is_int(pos.get(k)) for k in ("epoch", "batch", "step", "skipped")), "position")
+    steps_per_epoch = -(-fit_args["n"] // fit_args["batch_size"])
+    need(pos["epoch"] <= fit_args["epochs"] and pos["batch"] <= steps_per_epoch, "position out of range")
+    sums = pos.get("sums")
+    need(isinstance(sums, dict) and isinstance(sums.get("loss"), (int, float)) and is_int(sums.get("seen"))
+         and is_int(sums.get("items")) and isinstance(sums.get("correct"), dict)
+         and all(is_int(v) for v in sums["correct"].values()), "running sums")
+    need(isinstance(state.get("history"), dict) and all(isinstance(v, list) for v in state["history"].values())
+         and isinstance(state.get("history_epochs"), list), "history")
+    need(isinstance(rng, dict) and isinstance(rng.get("layers"), list)
+         and all(isinstance(r, dict) for r in [rng.get("epoch_start"), rng.get("augment"), *rng["layers"]]),
+         "random generator states")
+
+
+def set_rng_state(rng: numpy.random.Generator, state, where: str = "resume") -> None:
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"{where}: malformed random generator state in the checkpoint ({exc})") from None
+
+
+def restore(model, optimizer, tensors: dict, opt: dict, where: str, architecture: str | None = None) -> None:
+    """Copy checkpoint weights and optimizer buffers into ``model`` and ``optimizer``. Everything
+    is checked first: a rejected checkpoint leaves both untouched."""
+    if architecture is not None and json.loads(architecture) != json.loads(json.dumps(_architecture(model))):
+        raise ValueError(f"{where}: the checkpoint was written for a different architecture")
     own = {f"layers.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
     saved = {k: v for k, v in tensors.items() if k.startswith("layers.")}
     if set(saved) != set(own):
@@ -133,10 +174,39 @@ def restore(model, optimizer, tensors: dict, opt: dict, where: str) -> None:
         if tuple(arr.shape) != tuple(p.shape) or arr.dtype != p.dtype:
             raise ValueError(f"{where}: {key} is {arr.dtype}{tuple(arr.shape)} in the checkpoint, "
                              f"{p.dtype}{tuple(p.shape)} in the model")
-        p[...] = backend.asarray(arr, xp=backend.array_module(p))
+        if not numpy.isfinite(arr).all():
+            raise ValueError(f"{where}: {key} holds NaN or Inf values")
     if opt.get("class") != type(optimizer).__name__:
         raise ValueError(f"{where}: the checkpoint was written with optimizer {opt.get('class')!r}, "
                          f"not {type(optimizer).__name__}")
+    buffers_check = {}
+    for key, arr in tensors.items():
+        if key.startswith("optim."):
+            parts = key.split(".", 3)
+            if len(parts) != 4:
+                raise ValueError(f"{where}: malformed optimizer buffer name {key!r}")
+            buffers_check[key] = arr
+    snapshot = optimizer.state_dict()
+    try:
+        _apply_optimizer(optimizer, tensors, opt)
+    except ValueError:
+        optimizer.load_state_dict(snapshot)
+        raise
+    for key, p in own.items():
+        p[...] = backend.asarray(saved[key], xp=backend.array_module(p))
+    _apply_states(model, tensors)
+
+
+def _apply_optimizer(optimizer, tensors: dict, opt: dict) -> None:
+    buffers: dict[str, dict] = {}
+    for key, arr in tensors.items():
+        if key.startswith("optim."):
+            _, i, name, slot = key.split(".", 3)
+            buffers.setdefault(f"{i}.{name}", {})[slot] = arr
+    optimizer.load_state_dict({"lr": opt["lr"], "steps": opt["steps"], "state": buffers})
+
+
+def _apply_states(model, tensors: dict) -> None:
     states: dict[int, dict[int, object]] = {}
     for key, arr in tensors.items():
         if key.startswith("rstate."):
@@ -151,17 +221,9 @@ def restore(model, optimizer, tensors: dict, opt: dict, where: str) -> None:
                 arrs = tuple(backend.asarray(parts[j], xp=backend.array_module(layer.params["W_ih"]))
                              for j in sorted(parts))
                 layer.initial_state = arrs if len(arrs) > 1 else arrs[0]
-    buffers: dict[str, dict] = {}
-    for key, arr in tensors.items():
-        if key.startswith("optim."):
-            _, i, name, slot = key.split(".", 3)
-            buffers.setdefault(f"{i}.{name}", {})[slot] = arr
-    optimizer.load_state_dict({"lr": opt["lr"], "steps": opt["steps"], "state": buffers})
 
 
 def rng_state(rng: numpy.random.Generator) -> dict:
     return rng.bit_generator.state
 
 
-def set_rng_state(rng: numpy.random.Generator, state: dict) -> None:
-    rng.bit_generator.state = state

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import warnings
@@ -152,6 +153,10 @@ class _SignalFlag:
             signal.signal(sig, old)
 
 
+def all_finite_params(model) -> bool:
+    return all(bool(backend.array_module(p).isfinite(p).all()) for _, p in model.parameters())
+
+
 def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 32,
         validation_data=None, validation_split: float = 0.0, callbacks: Sequence[Callback] = (),
         seed: int = 0, shuffle: bool = True, metrics: Sequence[str] = ("accuracy",),
@@ -205,6 +210,10 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         raise ValueError(f"fit: expected checkpoint_every to be an int >= 0, got {checkpoint_every!r}")
     if checkpoint_every and not checkpoint_dir:
         raise ValueError("fit: checkpoint_every needs checkpoint_dir")
+    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or keep_checkpoints < 1:
+        raise ValueError(f"fit: expected keep_checkpoints to be an int >= 1, got {keep_checkpoints!r}")
+    if checkpoint_dir is not None and os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+        raise ValueError(f"fit: checkpoint_dir {checkpoint_dir!r} exists and is not a folder")
     names = [n for n in M.parse(metrics) if n != "per_class_accuracy"]
     x, y = _as_numpy_data(x, y, where)
     seed_seq = numpy.random.SeedSequence(seed)
@@ -247,20 +256,28 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         from . import checkpoint as ck
 
         path = ck.latest(resume_from)
+        where_r = f"fit(resume_from={path!r})"
         tensors, opt_meta, resumed = ck.load_checkpoint(path)
-        ck.restore(model, optimizer, tensors, opt_meta, f"fit(resume_from={path!r})")
-        if resumed.get("fit") != {"epochs": epochs, "batch_size": batch_size, "seed": seed, "n": n}:
-            raise ValueError(f"fit: checkpoint {path!r} was written by a run with {resumed.get('fit')}, not "
+        if resumed["fit"] != {"epochs": epochs, "batch_size": batch_size, "seed": seed, "n": n}:
+            raise ValueError(f"fit: checkpoint {path!r} was written by a run with {resumed['fit']}, not "
                              f"epochs={epochs}, batch_size={batch_size}, seed={seed}, n={n}")
+        if len(resumed["rng"]["layers"]) != len(stochastic):
+            raise ValueError(f"{where_r}: the checkpoint has {len(resumed['rng']['layers'])} stochastic layers' "
+                             f"generator states, the model {len(stochastic)}")
+        # generator states first (checked by NumPy), then weights and optimizer (checked first)
+        probe = numpy.random.default_rng()
+        for st in [resumed["rng"]["epoch_start"], resumed["rng"]["augment"], *resumed["rng"]["layers"]]:
+            ck.set_rng_state(probe, st, where_r)
+        ck.restore(model, optimizer, tensors, opt_meta, where_r, resumed.get("architecture"))
         pos = resumed["pos"]
-        ck.set_rng_state(augment_rng, resumed["rng"]["augment"])
+        ck.set_rng_state(augment_rng, resumed["rng"]["augment"], where_r)
         for layer, st in zip(stochastic, resumed["rng"]["layers"]):
-            ck.set_rng_state(layer.rng, st)
+            ck.set_rng_state(layer.rng, st, where_r)
 
     def write_checkpoint(epoch_start_state) -> str:
         from . import checkpoint as ck
 
-        state = {"fit": {"epochs": epochs, "batch_size": batch_size, "seed": seed, "n": n},
+        state = {"fit": {"epochs": epochs, "batch_size": batch_size, "seed": seed, "n": n},  # noqa: E501
                  "pos": pos, "history": history.history, "history_epochs": history.epoch,
                  "rng": {"epoch_start": epoch_start_state, "augment": ck.rng_state(augment_rng),
                          "layers": [ck.rng_state(layer.rng) for layer in stochastic]}}
@@ -288,6 +305,8 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                 sums = pos["sums"]
                 if pos["batch"] == 0:
                     model.reset_states()  # truncated BPTT: every epoch starts from zero states
+                good_weights = model.get_weights()  # fallback if an update itself overflows
+                skipped_before = pos["skipped"]
                 cbs.on_epoch_begin(epoch, {})
                 order = rng.permutation(n) if shuffle else numpy.arange(n)
                 bar = progress.bar(steps, f"epoch {epoch + 1}/{epochs}") if show else progress._Null()
@@ -309,10 +328,14 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                         bad = nonfinite(value)
                         pos["batch"], pos["step"] = b + 1, pos["step"] + 1
                         if bad is not None:
+                            restored = ""
+                            if not all_finite_params(model):  # an earlier update overflowed the weights
+                                model.set_weights(good_weights)
+                                restored = f" (restored from the start of epoch {epoch + 1})"
                             message = (f"fit: {bad} at epoch {epoch + 1}, batch {b + 1} (step {pos['step']}); "
-                                       f"the update was not applied, so the weights are the last good ones. "
-                                       f"Try a lower learning rate (now {optimizer.lr:g}) or gradient clipping "
-                                       f"(clip_norm=...).")
+                                       f"the update was not applied, so the weights are the last good ones"
+                                       f"{restored}. Try a lower learning rate (now {optimizer.lr:g}) or gradient "
+                                       f"clipping (clip_norm=...).")
                             if on_nonfinite == "skip":
                                 pos["skipped"] += 1
                                 cbs.on_batch_end(b, {"loss": value})
@@ -361,12 +384,16 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                     res = evaluate(model, loss, xv, yv, batch_size=max(batch_size, 1024), metrics=names)
                     logs.update({f"val_{k}": v for k, v in res.items()})
                 logs["lr"] = optimizer.lr
-                if pos["skipped"]:
-                    logs["skipped_steps"] = pos["skipped"]
+                if on_nonfinite == "skip":
+                    logs["skipped_steps"] = pos["skipped"] - skipped_before  # in this epoch
                 cbs.on_epoch_end(epoch, logs)
                 pos["epoch"], pos["batch"] = epoch + 1, 0
-                if checkpoint_dir:
-                    write_checkpoint(rng.bit_generator.state)
+                saved = write_checkpoint(rng.bit_generator.state) if checkpoint_dir else None
+                if flag.raised is not None:  # a signal during validation or the callbacks
+                    how = (f"resume with fit(..., resume_from={checkpoint_dir!r}) or `handgrad train --resume "
+                           f"RUN_DIR`" if saved else "no checkpoint was written (pass checkpoint_dir= to fit)")
+                    raise TrainingInterrupted(f"training interrupted after epoch {epoch + 1} (step {pos['step']}); "
+                                              f"{how}", saved, history)
                 if model.stop_training:
                     break
     finally:
