@@ -244,3 +244,12 @@ def test_diagnose_shows_rnn_error_vanishing_faster_than_lstm(tmp_path, capsys):
     assert len(sig) == len(relu) == 7
     # 003 §4: the deep sigmoid net's first layer gets a far smaller error than its last
     assert sig[0] / sig[-1] < 0.1
+
+
+def test_compare_trains_each_cell_and_plots(tmp_path, capsys):
+    code, stdout, err = run_cli(["compare", "adding", "--samples", "128", "--length", "8", "--epochs", "1",
+                                 "--hidden", "4", "--out", tmp_path], capsys)
+    assert code == 0, err
+    assert re.search(r"RNN +test MSE \d", stdout) and re.search(r"LSTM +test MSE \d", stdout)
+    assert (tmp_path / "compare.png").is_file()
+    assert (tmp_path / "rnn" / "model.safetensors").is_file() and (tmp_path / "lstm" / "model.safetensors").is_file()
