@@ -335,3 +335,17 @@ def test_fit_with_random_affine_runs_and_is_deterministic():
     # The augmentation is really applied (different from no augmentation and from another seed).
     assert h1.history["loss"] != h3.history["loss"]
     assert h1.history["loss"] != h4.history["loss"]
+
+
+def test_flip_mirrors_about_half_the_images_left_right():
+    aug = RandomAffine(max_shift=0, max_rotation=0, scale=(1, 1), image_shape=(4, 4), flip=True)
+    x = np.tile(np.arange(16, dtype=np.float32), (400, 1))
+    out = aug(x, np.random.default_rng(0)).reshape(-1, 4, 4)
+    mirrored = np.all(out == x.reshape(-1, 4, 4)[..., ::-1], axis=(1, 2))
+    kept = np.all(out == x.reshape(-1, 4, 4), axis=(1, 2))
+    assert np.all(mirrored | kept) and 150 < mirrored.sum() < 250
+    again = aug(x, np.random.default_rng(0)).reshape(-1, 4, 4)
+    assert np.array_equal(out, again)
+    assert "flip=True" in repr(aug)
+    with pytest.raises(TypeError, match="RandomAffine.*flip"):
+        RandomAffine(flip="yes")

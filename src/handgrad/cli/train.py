@@ -16,6 +16,7 @@ from .common import EpochPrinter
 
 #: options a resumed run takes from the run it continues
 _RUN_OPTIONS = ("preset", "data", "subset", "hidden", "activation", "dropout", "pool", "cell", "augment",
+                "aug_shift", "aug_rotation", "aug_scale", "aug_flip",
                 "optimizer", "lr", "momentum", "weight_decay", "schedule", "clip_norm", "epochs", "batch_size",
                 "val_split", "early_stopping", "seed", "samples", "length", "text", "max_chars",
                 "checkpoint_every")
@@ -133,7 +134,10 @@ def train_run(args, *, title: str = "") -> int:
     if getattr(args, "augment", False):
         if preset.task != "fashion":
             raise ValueError(f"--augment: only image presets can be augmented, not {preset.name!r}")
-        augment = data.RandomAffine(image_shape=preset.input_shape[-2:] if len(preset.input_shape) > 1 else (28, 28))
+        shape = preset.input_shape[-2:] if len(preset.input_shape) > 1 else (28, 28)
+        augment = data.RandomAffine(max_shift=args.aug_shift, max_rotation=args.aug_rotation,
+                                    scale=(1 - args.aug_scale, 1 + args.aug_scale), image_shape=shape,
+                                    flip=args.aug_flip)
         print(f"augmentation: {augment}")
     ckpt_dir = os.path.join(args.out, "checkpoints")
     if resuming:
@@ -425,6 +429,10 @@ def add_commands(sub, data_args) -> None:
     tr.add_argument("--cell", choices=sorted(presets.CELLS), help="sequence presets: lstm (default) or rnn")
     tr.add_argument("--augment", action="store_true",
                     help="expand the training data on the fly: random translation, rotation and scaling")
+    tr.add_argument("--aug-shift", type=float, default=2.0, help="--augment: largest shift in pixels (default 2)")
+    tr.add_argument("--aug-rotation", type=float, default=10.0, help="--augment: largest rotation in degrees (default 10)")
+    tr.add_argument("--aug-scale", type=float, default=0.1, help="--augment: scale within 1 ± this (default 0.1)")
+    tr.add_argument("--aug-flip", action="store_true", help="--augment: also mirror left-right with probability 1/2")
     tr.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop"))
     tr.add_argument("--lr", type=float)
     tr.add_argument("--momentum", type=float)
