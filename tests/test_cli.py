@@ -253,3 +253,10 @@ def test_compare_trains_each_cell_and_plots(tmp_path, capsys):
     assert re.search(r"RNN +test MSE \d", stdout) and re.search(r"LSTM +test MSE \d", stdout)
     assert (tmp_path / "compare.png").is_file()
     assert (tmp_path / "rnn" / "model.safetensors").is_file() and (tmp_path / "lstm" / "model.safetensors").is_file()
+
+
+def test_compare_reber_plots_validation_loss(tmp_path, capsys):
+    code, stdout, err = run_cli(["compare", "reber", "--samples", "32", "--epochs", "1", "--out", tmp_path], capsys)
+    assert code == 0, err
+    assert re.search(r"LSTM +held-out strings entirely right \d", stdout)
+    assert (tmp_path / "compare.png").is_file()

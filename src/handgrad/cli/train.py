@@ -365,7 +365,7 @@ def cmd_compare(args) -> int:
             results[cell] = json.load(fh)
     del _argparse
     adding = preset.task == "adding"
-    key = "val_loss" if adding else "val_accuracy"
+    key = "val_accuracy" if all("val_accuracy" in r["history"] for r in results.values()) else "val_loss"
     curves = {f"{cell.upper()}": [(2 * v if adding else v) for v in r["history"][key]] for cell, r in results.items()}
     print()
     for cell, r in results.items():
@@ -395,7 +395,7 @@ def cmd_compare(args) -> int:
             ax.set_ylabel("test MSE")
             ax.set_title(f"adding problem, T={next(iter(results.values()))['T']}")
         else:
-            ax.set_ylabel("validation accuracy")
+            ax.set_ylabel("validation accuracy" if key == "val_accuracy" else "validation loss")
             ax.set_title(args.preset)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
