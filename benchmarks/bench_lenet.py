@@ -60,11 +60,14 @@ def main() -> None:
     ap.add_argument("--subset", action="store_true", help="use the shipped subset (quick smoke run)")
     ap.add_argument("--child", choices=("handgrad", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="handgrad fit(workers=...): 0 (default) uses as many as the BLAS threads")
     args = ap.parse_args()
     import torch
 
     threads = harness.blas_info()["num_threads"]
     torch.set_num_threads(threads)
+    harness.WORKERS = args.workers or threads
     x, y = load_data(args.subset)
     if args.samples:
         x, y = x[:args.samples], y[:args.samples]

@@ -33,10 +33,13 @@ def machine_line(torch) -> str:
             f"torch {torch.__version__}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}")
 
 
+WORKERS = 1  # set by the scripts' --workers option
+
+
 def handgrad_epoch(model, opt, x, y, batch, seed, loss=None) -> float:
     t = time.perf_counter()
     hg.fit(model, loss or losses.SoftmaxCrossEntropy(), opt, x, y, epochs=1, batch_size=batch,
-           seed=seed, progress_bar=False)
+           seed=seed, progress_bar=False, workers=WORKERS)
     return time.perf_counter() - t
 
 
@@ -86,7 +89,7 @@ def measure_child(run) -> None:
 def memory_pair(script: str, extra_args: list[str]) -> dict:
     mem = {}
     for fw in ("handgrad", "torch"):
-        out = subprocess.run([sys.executable, script, "--child", fw, *extra_args],
+        out = subprocess.run([sys.executable, script, "--child", fw, "--workers", str(WORKERS), *extra_args],
                              capture_output=True, text=True, check=True).stdout
         mem[fw] = json.loads(out.strip().splitlines()[-1])
     return mem
@@ -94,7 +97,8 @@ def memory_pair(script: str, extra_args: list[str]) -> dict:
 
 def report(title, flops, n, th, tt, acc_h, acc_t, mem, torch):
     h, t = statistics.median(th), statistics.median(tt)
-    print(title)
+    print(title + (f"; handgrad fit(workers={WORKERS}): {WORKERS} threads, one BLAS thread each"
+                   if WORKERS > 1 else ""))
     print(machine_line(torch))
     print(f"{'':10} {'s/epoch':>8} {'GFLOP/s':>8} {'train acc':>9}   (all repeats)")
     print(f"{'handgrad':10} {h:8.3f} {flops / h / 1e9:8.1f} {acc_h:9.4f}   {[round(v, 3) for v in th]}")

@@ -46,6 +46,8 @@ class Loss:
             count = max(1, int((target != self.ignore_index).sum()))
         value, grad = self._compute(output, target, count)
         self._grad = grad
+        #: how many items (samples, or labelled steps) the mean ran over
+        self.last_count = count
         return float(value)
 
     def backward(self):

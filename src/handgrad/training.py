@@ -163,7 +163,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         progress_bar: bool | None = None, augment: Callable | None = None,
         checkpoint_dir: str | None = None, checkpoint_every: int = 0, keep_checkpoints: int = 3,
         resume_from: str | None = None, on_nonfinite: str = "raise",
-        handle_signals: bool = True) -> History:
+        handle_signals: bool = True, workers: int = 1) -> History:
     """Train ``model`` by mini-batch gradient descent and return its ``History``.
 
     Each epoch shuffles the training set (seeded), splits it into mini-batches, and for each
@@ -197,6 +197,10 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
       ``TrainingDiverged`` naming the step and suggesting a lower learning rate, ``"stop"``
       ends training with a warning, ``"skip"`` drops that batch and goes on (counted in the
       ``skipped_steps`` log).
+
+    ``workers=k`` (k > 1) splits every mini-batch into k parts computed in k threads on replicas
+    that share the parameters (``handgrad.parallel``; needs ``threadpoolctl``): the same mini-batch
+    gradient up to the order of floating-point additions, faster on a multi-core CPU.
     """
     where = "fit"
     epochs = check_positive_int(epochs, where, "epochs")
@@ -232,8 +236,19 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
             raise ValueError(f"fit: validation x has sample shape {xv.shape[1:]}, training x has {x.shape[1:]}")
     labels = _class_labels(y)
     rng = numpy.random.default_rng(shuffle_ss)
-    stochastic = [layer for layer in model.layers if layer.stochastic]
-    for layer, ss in zip(model.layers, layer_ss.spawn(len(model.layers))):
+    workers = check_positive_int(workers, where, "workers")
+    dp = None
+    if workers > 1:
+        from . import parallel
+
+        if not parallel.available():
+            warnings.warn("fit: workers > 1 needs threadpoolctl (pip install threadpoolctl); training with one",
+                          RuntimeWarning, stacklevel=2)
+        else:
+            dp = parallel.DataParallel(model, loss, workers)
+    all_layers = [layer for m in (dp.models if dp else [model]) for layer in m.layers]
+    stochastic = [layer for layer in all_layers if layer.stochastic]
+    for layer, ss in zip(all_layers, layer_ss.spawn(len(all_layers))):
         if layer.stochastic:
             layer.set_rng(numpy.random.default_rng(ss))
 
@@ -322,9 +337,13 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                         xb = backend.asarray(xb, dtype=dtype, xp=xp)
                         yb = backend.asarray(y_dev[idx], xp=xp)
                         cbs.on_batch_begin(b, {})
-                        out = model.forward(xb, training=True)
-                        value = loss.forward(out, yb)
-                        model.backward(loss.backward(), input_grad=False)
+                        if dp is None:
+                            out = model.forward(xb, training=True)
+                            value = loss.forward(out, yb)
+                            model.backward(loss.backward(), input_grad=False)
+                            outs, spans = [out], [(0, xb.shape[0])]
+                        else:
+                            value, outs, spans = dp.step(xb, yb)
                         bad = nonfinite(value)
                         pos["batch"], pos["step"] = b + 1, pos["step"] + 1
                         if bad is not None:
@@ -355,9 +374,11 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                         if labels is not None:
                             lb = backend.asarray(labels[idx], xp=xp)
                             sums["items"] += M.count(lb)
-                            for k in names:
-                                topk = M.topk_of(k)
-                                sums["correct"][k] += M.correct(out, lb) if topk is None else M.top_k_correct(out, lb, topk)
+                            for out, (a, b_) in zip(outs, spans):
+                                for k in names:
+                                    topk = M.topk_of(k)
+                                    sums["correct"][k] += (M.correct(out, lb[a:b_]) if topk is None
+                                                           else M.top_k_correct(out, lb[a:b_], topk))
                         cbs.on_batch_end(b, {"loss": value})
                         bar.update(1)
                         if b % 20 == 0:
@@ -397,6 +418,8 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                 if model.stop_training:
                     break
     finally:
+        if dp is not None:
+            dp.close()
         cbs.on_train_end({})
     return history
 

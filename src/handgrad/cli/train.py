@@ -20,7 +20,7 @@ _RUN_OPTIONS = ("preset", "data", "subset", "hidden", "activation", "dropout", "
                 "aug_shift", "aug_rotation", "aug_scale", "aug_flip",
                 "optimizer", "lr", "momentum", "weight_decay", "schedule", "clip_norm", "epochs", "batch_size",
                 "val_split", "early_stopping", "seed", "samples", "length", "text", "max_chars",
-                "checkpoint_every")
+                "checkpoint_every", "workers")
 
 
 class ResetStates(cb.Callback):
@@ -148,7 +148,8 @@ def train_run(args, *, title: str = "") -> int:
         hist = fit(model, loss, opt, xtr, ytr, epochs=epochs, batch_size=batch_size, validation_data=val,
                    callbacks=callbacks, seed=args.seed, augment=augment, checkpoint_dir=ckpt_dir,
                    checkpoint_every=getattr(args, "checkpoint_every", 0) or 0,
-                   resume_from=ckpt_dir if resuming else None, **task.fit_options)
+                   resume_from=ckpt_dir if resuming else None, workers=getattr(args, "workers", 1) or 1,
+                   **task.fit_options)
     except TrainingInterrupted as exc:
         print(f"\n{exc}\nto continue: handgrad train --resume {args.out}")
         return 130
@@ -454,6 +455,8 @@ def add_commands(sub, data_args) -> None:
     tr.add_argument("--length", type=int, help="adding: sequence length T (default 100)")
     tr.add_argument("--text", help="charlm: text file (default /usr/share/dict/words)")
     tr.add_argument("--max-chars", type=int, help="charlm: read at most this many characters")
+    tr.add_argument("--workers", type=int, default=1,
+                    help="split each batch over this many threads (data-parallel; e.g. 2 on a 2-core CPU)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="output folder (default: runs/PRESET)")
     tr.set_defaults(func=cmd_train)
