@@ -11,17 +11,6 @@ from .base import register
 from .recurrent import _Recurrent
 
 
-def _sigmoid_(a):
-    """In-place σ(a) = ½(1 + tanh(a/2)) for the gates: one transcendental, no overflow (its far
-    negative tail loses relative precision, irrelevant for gate values)."""
-    xp = backend.array_module(a)
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
-    return a
-
-
 @register
 class LSTM(_Recurrent):
     r"""LSTM with input (I), forget (F) and output (O) gates and a cell candidate (g), gate rows
@@ -104,7 +93,12 @@ class LSTM(_Recurrent):
         xp = backend.array_module(x)
         H = self.hidden_size
         perm = self._perm(H)
+        # σ(a) = ½ tanh(a/2) + ½: the I, F, O rows of the weights are halved once here, so one tanh
+        # over all four blocks then ½·+½ on the gate blocks gives every activation
+        half = xp.ones(4 * H, dtype=self.params["W_ih"].dtype)
+        half[:3 * H] = 0.5
         W_ih, W_hh, b = (self.params[k][perm] for k in ("W_ih", "W_hh", "b"))
+        W_ih, W_hh, b = W_ih * half[:, None], W_hh * half[:, None], b * half
         n, T, _ = x.shape
         mask = self._step_mask(x)
         # time-major buffers, so every per-step slice is contiguous (BLAS writes into it directly)
@@ -117,17 +111,20 @@ class LSTM(_Recurrent):
         hs[0], cs[0] = states
         W_hhT = W_hh.T
         peep = self.params.get("w_peep")
+        half_peep = None if peep is None else peep * 0.5
         tmp = xp.empty((n, 4 * H), dtype=dt)
         for t in range(T):
             c_prev = cs[t]
             a = gates[t]
             xp.matmul(hs[t], W_hhT, out=tmp)
             a += tmp
-            if peep is not None:  # ψ ⊙ c_{t−1} into the I, F, O blocks
-                a[:, :3 * H] += (c_prev[:, None, :] * peep).reshape(n, 3 * H)
-            _sigmoid_(a[:, :3 * H])
+            if peep is not None:  # ψ ⊙ c_{t−1} into the (halved) I, F, O blocks
+                a[:, :3 * H] += (c_prev[:, None, :] * half_peep).reshape(n, 3 * H)
+            xp.tanh(a, out=a)
+            sig = a[:, :3 * H]
+            sig *= 0.5
+            sig += 0.5
             g = a[:, 3 * H:]
-            xp.tanh(g, out=g)
             c = cs[t + 1]
             xp.multiply(a[:, H:2 * H], c_prev, out=c)
             c += a[:, :H] * g
