@@ -12,21 +12,6 @@ import handgrad as hg
 from handgrad import cli, detection as D, layers as L, losses, optim, presets, transfer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run this module with single-threaded BLAS: on a shared, oversubscribed CPU multithreaded
-    OpenBLAS spin-waits and the many small products of these tiny models run up to ten times
-    slower (measured: this file 39 s with two threads, 4 s with one, under load)."""
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only the speed depends on it
-        threadpool_limits = None
-    with threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext():
-        yield
-
-
 def valid_lenet(dtype=np.float64, seed=0):
     """LeNet without zero padding: 28 → conv5 24 → pool 12 → conv5 8 → pool 4 → 16·4·4."""
     return hg.Sequential([

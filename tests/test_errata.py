@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pytest
 
 import handgrad as hg
 from handgrad import init, layers, losses, optim

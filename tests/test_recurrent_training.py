@@ -10,19 +10,6 @@ import handgrad as hg
 from handgrad import layers, losses, optim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Single-threaded BLAS: many small products, a shared oversubscribed CPU."""
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only the speed depends on it
-        threadpool_limits = None
-    with threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext():
-        yield
-
-
 K = 4  # vocabulary size of the symbol tasks
 
 

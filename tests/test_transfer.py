@@ -9,21 +9,6 @@ import handgrad as hg
 from handgrad import layers, losses, optim, presets, transfer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run this module with single-threaded BLAS: on a shared, oversubscribed CPU multithreaded
-    OpenBLAS spin-waits and the many small products of these tiny models run up to ten times
-    slower (measured: this file 39 s with two threads, 4 s with one, under load)."""
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only the speed depends on it
-        threadpool_limits = None
-    with threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext():
-        yield
-
-
 def small_cnn(dtype=np.float32, classes=10, seed=0):
     return hg.Sequential([
         layers.Normalize(0.3, 0.35),

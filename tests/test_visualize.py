@@ -15,21 +15,6 @@ from handgrad import cli, detection as D, layers as L, presets, visualize as V
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run this module with single-threaded BLAS: on a shared, oversubscribed CPU multithreaded
-    OpenBLAS spin-waits and the many small products of these tiny models run up to ten times
-    slower (measured: this file 39 s with two threads, 4 s with one, under load)."""
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only the speed depends on it
-        threadpool_limits = None
-    with threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext():
-        yield
-
-
 def is_png(path):
     return os.path.getsize(path) > 100 and open(path, "rb").read(8) == PNG
 

@@ -60,10 +60,6 @@ def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
     x, y = _as_numpy_data(x, y, where)
     labels = _class_labels(y)
     xp, dtype = model.xp, model.dtype
-    total = 0.0
-    count = 0
-    hits = {n: 0 for n in names}
-    outputs = [] if "per_class_accuracy" in names else None
     with model.stateless():
         return _evaluate_batches(model, loss, x, y, labels, names, batch_size, xp, dtype)
 

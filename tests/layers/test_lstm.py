@@ -17,29 +17,6 @@ SHAPE_IDS = ["N1T1F1H1", "T1", "N1H1", "T12", "F1", "F5H2"]
 GATES = ("I", "F", "g", "O")  # row blocks of W_ih, W_hh, b, in PyTorch's order
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Single-threaded BLAS (and torch): these many tiny products run several times slower when
-    a multithreaded BLAS spin-waits on a shared, oversubscribed CPU."""
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only the speed depends on it
-        threadpool_limits = None
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    threads = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(1)
-    with threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext():
-        yield
-    if torch is not None:
-        torch.set_num_threads(threads)
-
-
 def assert_gradcheck(obj, x, **kw):
     result = hg.gradcheck(obj, x, **kw)
     assert result.max_error < 1e-6, f"{obj!r}: gradcheck failed\n{result.table()}"

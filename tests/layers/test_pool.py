@@ -13,29 +13,6 @@ DTYPES = [np.float32, np.float64]
 POOLS = {"MaxPool2D": layers.MaxPool2D, "AvgPool2D": layers.AvgPool2D}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Run this module with single-threaded BLAS (and torch): on a shared, oversubscribed CPU
-    multithreaded OpenBLAS spin-waits and these many small products run several times slower."""
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only the speed depends on it
-        threadpool_limits = None
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    threads = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(1)
-    with threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext():
-        yield
-    if torch is not None:
-        torch.set_num_threads(threads)
-
-
 def as_pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 

@@ -90,7 +90,6 @@ class _Recurrent(Layer):
         """``(N, T, 1)`` float mask: 1 for real steps, 0 for padding (or None without masking)."""
         if self.mask_value is None:
             return None
-        xp = backend.array_module(x)
         return (x != self.mask_value).any(axis=2, keepdims=True).astype(x.dtype)
 
     def output_shape(self, input_shape):
