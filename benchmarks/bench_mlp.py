@@ -10,7 +10,6 @@ frameworks run under the same environment.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -20,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 import handgrad as hg  # noqa: E402
-from handgrad import layers as L, losses, optim  # noqa: E402
+from handgrad import layers as L, optim  # noqa: E402
 
 SIZES = (784, 256, 128, 10)
 
@@ -50,40 +49,8 @@ def torch_model(torch):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--subset", action="store_true", help="use the shipped subset (quick smoke run)")
-    ap.add_argument("--child", choices=("handgrad", "torch"), help=argparse.SUPPRESS)
-    ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--workers", type=int, default=0,
-                    help="handgrad fit(workers=...): 0 (default) uses as many as the BLAS threads")
-    args = ap.parse_args()
-    import torch
-
-    threads = harness.blas_info()["num_threads"]
-    torch.set_num_threads(threads)
-    harness.WORKERS = args.workers or threads
-    x, y = load_data(args.subset)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    if args.child == "handgrad":
-        m, o = handgrad_model()
-        return harness.measure_child(lambda: harness.handgrad_epoch(m, o, x, y, args.batch, 0))
-    if args.child == "torch":
-        m, o = torch_model(torch)
-        return harness.measure_child(lambda: harness.torch_epoch(torch, m, o, xt, yt, args.batch, 0))
-
-    hm, ho = handgrad_model()
-    tm, to = torch_model(torch)
-    th, tt = harness.interleaved(lambda r: harness.handgrad_epoch(hm, ho, x, y, args.batch, r),
-                                 lambda r: harness.torch_epoch(torch, tm, to, xt, yt, args.batch, r), args.repeats)
-    acc_h = hg.evaluate(hm, losses.SoftmaxCrossEntropy(), x, y)["accuracy"]
-    with torch.no_grad():
-        acc_t = (tm(xt).argmax(1) == yt).float().mean().item()
-    mem = None if args.no_memory else harness.memory_pair(
-        __file__, ["--batch", str(args.batch)] + (["--subset"] if args.subset else []))
-    harness.report(f"MLP 784-256-128-10, batch {args.batch}, {threads} BLAS/torch threads",
-                   flops_per_epoch(x.shape[0]), x.shape[0], th, tt, acc_h, acc_t, mem, torch)
+    harness.main(__doc__, 'MLP 784-256-128-10', load_data, handgrad_model, torch_model, flops_per_epoch,
+                 samples_option=False)
 
 
 if __name__ == "__main__":

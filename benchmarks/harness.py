@@ -109,3 +109,50 @@ def report(title, flops, n, th, tt, acc_h, acc_t, mem, torch):
         print(f"peak memory of one epoch above the loaded data (fresh process each): handgrad {hm:.1f} MB, "
               f"pytorch {tm:.1f} MB (ratio {hm / max(tm, 1e-9):.2f}); peak RSS handgrad "
               f"{mem['handgrad']['peak_rss_mb']:.0f} MB, pytorch {mem['torch']['peak_rss_mb']:.0f} MB")
+
+
+def main(doc: str, title: str, load_data, handgrad_model, torch_model, flops_per_epoch, samples_option=True) -> None:
+    """The command line shared by the benchmark scripts: parse options, time both frameworks
+    (interleaved), measure memory in child processes, print the report."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=128)
+    if samples_option:
+        ap.add_argument("--samples", type=int, default=0, help="use only the first N training images (0: all)")
+    ap.add_argument("--subset", action="store_true", help="use the shipped subset (quick smoke run)")
+    ap.add_argument("--child", choices=("handgrad", "torch"), help=argparse.SUPPRESS)
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="handgrad fit(workers=...): 0 (default) uses as many as the BLAS threads")
+    args = ap.parse_args()
+    import torch
+
+    global WORKERS
+    threads = blas_info()["num_threads"]
+    torch.set_num_threads(threads)
+    WORKERS = args.workers or threads
+    x, y = load_data(args.subset)
+    if getattr(args, "samples", 0):
+        x, y = x[:args.samples], y[:args.samples]
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    if args.child == "handgrad":
+        m, o = handgrad_model()
+        return measure_child(lambda: handgrad_epoch(m, o, x, y, args.batch, 0))
+    if args.child == "torch":
+        m, o = torch_model(torch)
+        return measure_child(lambda: torch_epoch(torch, m, o, xt, yt, args.batch, 0))
+    hm, ho = handgrad_model()
+    tm, to = torch_model(torch)
+    th, tt = interleaved(lambda r: handgrad_epoch(hm, ho, x, y, args.batch, r),
+                         lambda r: torch_epoch(torch, tm, to, xt, yt, args.batch, r), args.repeats)
+    acc_h = hg.evaluate(hm, losses.SoftmaxCrossEntropy(), x, y)["accuracy"]
+    with torch.no_grad():
+        acc_t = (tm(xt).argmax(1) == yt).float().mean().item()
+    extra = ["--batch", str(args.batch)] + (["--subset"] if args.subset else [])
+    if getattr(args, "samples", 0):
+        extra += ["--samples", str(args.samples)]
+    mem = None if args.no_memory else memory_pair(sys.argv[0], extra)
+    report(f"{title}, batch {args.batch}, {threads} BLAS/torch threads", flops_per_epoch(x.shape[0]),
+           x.shape[0], th, tt, acc_h, acc_t, mem, torch)
