@@ -10,6 +10,7 @@ f, proportional to |f|, dominates) compared on the scale of the floor.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy
@@ -95,6 +96,11 @@ def gradcheck(obj, x, target=None, *, eps: float = 1e-4, atol: float = 1e-5, tol
     entry at least 2·eps inside it. The object's ``params`` and ``grads`` are restored. Stochastic layers are re-seeded before every
     evaluation so each forward sees the same random draws.
     """
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"gradcheck: expected eps to be a finite number > 0, got {eps!r}")
+    if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
+                                    or max_entries < 1):
+        raise ValueError(f"gradcheck: expected max_entries to be None or an int >= 1, got {max_entries!r}")
     rng = numpy.random.default_rng(seed)
     x64 = numpy.array(backend.to_numpy(x), dtype=numpy.float64, order="C")  # C order: reshape(-1) must be a view
     errors: dict[str, float] = {}

@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy
 
 from . import backend
-from ._checks import check_positive_int
+from ._checks import check_finite, check_positive_int
 from .layers.base import Layer
 
 
@@ -103,6 +103,7 @@ class Sequential:
         x = numpy.asarray(x) if not hasattr(x, "__cuda_array_interface__") else x
         if x.dtype.kind not in "fiu":
             raise TypeError(f"Sequential.predict: expected a numeric array, got dtype {x.dtype}")
+        check_finite(x, "Sequential.predict", "x")
         outs = []
         with self.stateless():
             for start in range(0, x.shape[0], batch_size):

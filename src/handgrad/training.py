@@ -149,6 +149,17 @@ class _SignalFlag:
             signal.signal(sig, old)
 
 
+def _check_labels_fit_output(model, xb, y, labels) -> None:
+    """Integer labels must index the model's output classes: checked on the whole training set
+    at the first step (not batch by batch, after earlier updates)."""
+    with model.stateless():
+        width = model.forward(xb[:1], training=False).shape[-1]
+    lo, hi = int(y.min()), int(y.max())
+    if lo < -1 or hi >= width:
+        raise ValueError(f"fit: class labels must be in [0, {width - 1}] (or -1 for padding) for a model with "
+                         f"{width} outputs, got labels in [{lo}, {hi}]")
+
+
 def all_finite_params(model) -> bool:
     return all(bool(backend.array_module(p).isfinite(p).all()) for _, p in model.parameters())
 
@@ -203,6 +214,10 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     batch_size = check_positive_int(batch_size, where, "batch_size")
     if not isinstance(loss, Loss):
         raise TypeError(f"fit: expected loss to be a handgrad Loss, got {type(loss).__name__}")
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"fit: expected shuffle to be a bool, got {shuffle!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0:
+        raise ValueError(f"fit: expected seed to be an int >= 0, got {seed!r}")
     if on_nonfinite not in ("raise", "stop", "skip"):
         raise ValueError(f"fit: expected on_nonfinite 'raise', 'stop' or 'skip', got {on_nonfinite!r}")
     if checkpoint_every and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
@@ -300,6 +315,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         norm = global_grad_norm(model)
         return None if math.isfinite(norm) else "a gradient holds NaN or Inf"
 
+    labels_unchecked = y_dev.dtype.kind in "iu"
     cbs.on_train_begin({})
     if resumed is not None:
         history.history = {k: list(v) for k, v in resumed["history"].items()}
@@ -333,6 +349,9 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                         xb = backend.asarray(xb, dtype=dtype, xp=xp)
                         yb = backend.asarray(y_dev[idx], xp=xp)
                         cbs.on_batch_begin(b, {})
+                        if labels_unchecked:  # class labels vs the model's output width, before any update
+                            labels_unchecked = False
+                            _check_labels_fit_output(model, xb, y_dev, labels)
                         if dp is None:
                             out = model.forward(xb, training=True)
                             value = loss.forward(out, yb)

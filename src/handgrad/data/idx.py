@@ -26,11 +26,25 @@ def _read_bytes(path: str) -> bytes:
             chunks, total = [], 0
             try:
                 with gzip.GzipFile(fileobj=fh) as gz:
-                    while chunk := gz.read(1 << 22):  # chunked: no buffer sized by a limit
+                    # decompress the header first, then no more than the size it declares (+1 byte
+                    # to notice trailing data): a small forged file cannot make us inflate gigabytes
+                    head = gz.read(4)
+                    chunks.append(head)
+                    limit = MAX_BYTES
+                    if len(head) == 4 and head[:2] == b"\x00\x00" and head[2] in _TYPES:
+                        dims = gz.read(4 * head[3])
+                        chunks.append(dims)
+                        if len(dims) == 4 * head[3]:
+                            count = 1
+                            for i in range(head[3]):
+                                count *= int.from_bytes(dims[4 * i:4 * i + 4], "big")
+                            limit = min(MAX_BYTES, 4 + len(dims) + count * _TYPES[head[2]].itemsize + 1)
+                    total = sum(len(c) for c in chunks)
+                    while total < limit and (chunk := gz.read(min(1 << 22, limit - total))):
                         total += len(chunk)
-                        if total > MAX_BYTES:
-                            raise ValueError(f"read_idx({path!r}): decompressed data exceeds {MAX_BYTES} bytes")
                         chunks.append(chunk)
+                    if total >= MAX_BYTES and gz.read(1):
+                        raise ValueError(f"read_idx({path!r}): decompressed data exceeds {MAX_BYTES} bytes")
             except (OSError, EOFError, zlib.error) as exc:
                 raise ValueError(f"read_idx({path!r}): corrupt gzip data ({exc})") from None
             return b"".join(chunks)

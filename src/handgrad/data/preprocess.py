@@ -32,6 +32,9 @@ class Standardizer:
         if self.mean is None:
             raise RuntimeError("Standardizer.transform called before fit")
         x = numpy.asarray(x)
+        if self.per_feature and (x.ndim < 2 or x.shape[1:] != numpy.shape(self.mean)):
+            raise ValueError(f"Standardizer.transform: fitted on samples of shape {numpy.shape(self.mean)}, "
+                             f"got data of shape {x.shape}")
         dtype = dtype or (x.dtype if x.dtype.kind == "f" else backend.DEFAULT_DTYPE)
         return ((x - self.mean) / self.std).astype(dtype)
 

@@ -110,6 +110,8 @@ class BinaryThreshold(Layer):
             self.theta = float(theta)
         except (TypeError, ValueError):
             raise TypeError(f"BinaryThreshold: expected theta to be a number, got {theta!r}") from None
+        if self.theta != self.theta:
+            raise ValueError(f"BinaryThreshold: expected theta to be a number, got {theta!r}")
 
     def _forward(self, x, training):
         return (x >= self.theta).astype(x.dtype)

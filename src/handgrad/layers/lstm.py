@@ -60,6 +60,8 @@ class LSTM(_Recurrent):
             raise TypeError(f"{where}: expected peepholes to be a bool, got {peepholes!r}")
         self.peepholes = peepholes
         self.forget_bias = float(forget_bias)
+        if self.forget_bias != self.forget_bias or abs(self.forget_bias) == float("inf"):
+            raise ValueError(f"{where}: expected forget_bias to be a finite number, got {forget_bias!r}")
         self.weight_init = weight_init
         dt = backend.resolve_dtype(dtype, where)
         gen = backend.make_rng(rng)

@@ -2,6 +2,8 @@
 preprocessing."""
 from __future__ import annotations
 
+import math
+
 from .base import Layer, register
 
 
@@ -19,8 +21,8 @@ class Normalize(Layer):
             self.mean, self.std = float(mean), float(std)
         except (TypeError, ValueError):
             raise TypeError(f"Normalize: expected numbers for mean and std, got {mean!r}, {std!r}") from None
-        if not self.std > 0:
-            raise ValueError(f"Normalize: expected std > 0, got {std!r}")
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"Normalize: expected a finite mean and a finite std > 0, got {mean!r}, {std!r}")
 
     def _forward(self, x, training):
         return (x - self.mean) * (1.0 / self.std)

@@ -35,7 +35,12 @@ class _Recurrent(Layer):
         if not isinstance(return_sequences, bool):
             raise TypeError(f"{where}: expected return_sequences to be a bool, got {return_sequences!r}")
         self.return_sequences = return_sequences
-        self.stateful = bool(stateful)
+        if not isinstance(stateful, bool):
+            raise TypeError(f"{where}: expected stateful to be a bool, got {stateful!r}")
+        self.stateful = stateful
+        if mask_value is not None and (isinstance(mask_value, bool) or not isinstance(mask_value, (int, float))
+                                       or mask_value != mask_value):
+            raise ValueError(f"{where}: expected mask_value to be None or a number, got {mask_value!r}")
         self.mask_value = None if mask_value is None else float(mask_value)
         self.record_delta_norms = bool(record_delta_norms)
         self.initial_state = None

@@ -87,6 +87,8 @@ class Optimizer:
             clip_grad_norm(self.model, self.clip_norm)
         if self.clip_value is not None:
             clip_grad_value(self.model, self.clip_value)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr >= 0):
+            raise ValueError(f"{type(self).__name__}.step: expected lr to be a finite number >= 0, got {self.lr!r}")
         self.steps += 1
         for key, p, g in self._items():
             if g.shape != p.shape:
