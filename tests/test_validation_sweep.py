@@ -82,3 +82,24 @@ def test_fit_checks_all_labels_against_the_output_width_before_any_update():
         hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.1), x, y, batch_size=8, shuffle=False)
     after = model.get_weights()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_fit_refuses_both_validation_data_and_split():
+    model = hg.Sequential([L.Dense(3, 2)])
+    x, y = np.zeros((8, 3), np.float32), np.zeros(8, np.int64)
+    with pytest.raises(ValueError, match="fit: give validation_data or validation_split, not both"):
+        hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.1), x, y, validation_data=(x, y),
+               validation_split=0.25)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: hg.data.to_float(np.array(["a", "b"])), "to_float"),
+    (lambda: hg.data.to_float(np.zeros((2, 3), np.uint8), dtype=np.int32), "to_float"),
+    (lambda: hg.data.one_hot(np.array([0, 1]), 0), "one_hot"),
+    (lambda: hg.data.train_val_split(np.zeros((4, 2)), np.zeros(4, np.int64), "0.5"), "train_val_split"),
+    (lambda: hg.Sequential(None), "Sequential"),
+    (lambda: hg.EarlyStopping(monitor=5), "EarlyStopping"),
+])
+def test_errors_name_the_function(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()

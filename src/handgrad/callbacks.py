@@ -66,6 +66,8 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = True) -> None:
+        if not isinstance(monitor, str):
+            raise TypeError(f"EarlyStopping: expected monitor to be a metric name, got {monitor!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping: expected patience to be an integer >= 0, got {patience!r}")
         if not (isinstance(min_delta, (int, float)) and min_delta >= 0):

@@ -24,7 +24,10 @@ class Sequential:
     """
 
     def __init__(self, layers: Iterable[Layer]) -> None:
-        layers = list(layers)
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise TypeError(f"Sequential: expected a list of layers, got {type(layers).__name__}") from None
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: expected layers to be Layer instances, got "

@@ -236,6 +236,8 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     if augment is not None and not callable(augment):
         raise TypeError(f"fit: expected augment to be callable (x_batch, rng) -> x_batch, got {type(augment).__name__}")
     augment_rng = numpy.random.default_rng(augment_ss)
+    if validation_data is not None and validation_split:
+        raise ValueError("fit: give validation_data or validation_split, not both")
     if validation_data is None and validation_split:
         (x, y), validation_data = _split_validation(x, y, validation_split, numpy.random.default_rng(split_ss))
     if validation_data is not None:

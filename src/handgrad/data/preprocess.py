@@ -10,7 +10,11 @@ from .. import backend
 def to_float(images, dtype=backend.DEFAULT_DTYPE, flatten: bool = True) -> numpy.ndarray:
     """uint8 images → floats in [0, 1]; ``(N, H, W)`` → ``(N, H·W)`` when ``flatten``."""
     x = numpy.asarray(images)
+    if x.dtype.kind not in "uif" or x.ndim < 2:
+        raise ValueError(f"to_float: expected numeric images (N, ...) , got dtype {x.dtype} and shape {x.shape}")
     dt = numpy.dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"to_float: expected a float dtype, got {dt}")
     out = x.astype(dt) / dt.type(255) if x.dtype == numpy.uint8 else x.astype(dt)
     return out.reshape(out.shape[0], -1) if flatten else out
 
@@ -58,6 +62,8 @@ def one_hot(labels, num_classes: int, dtype=backend.DEFAULT_DTYPE) -> numpy.ndar
     y = numpy.asarray(labels)
     if y.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected integer labels, got dtype {y.dtype}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, numpy.integer)) or num_classes < 1:
+        raise ValueError(f"one_hot: expected num_classes to be a positive int, got {num_classes!r}")
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"one_hot: labels must be in [0, {num_classes - 1}], got [{y.min()}, {y.max()}]")
     out = numpy.zeros(y.shape + (num_classes,), dtype=dtype)
@@ -67,8 +73,8 @@ def one_hot(labels, num_classes: int, dtype=backend.DEFAULT_DTYPE) -> numpy.ndar
 
 def train_val_split(x, y, val_fraction: float = 0.1, seed: int = 0, stratify: bool = True):
     """Seeded split into ``(x_train, y_train), (x_val, y_val)``; stratified by class for labels."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"train_val_split: expected 0 < val_fraction < 1, got {val_fraction}")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise ValueError(f"train_val_split: expected 0 < val_fraction < 1, got {val_fraction!r}")
     x, y = numpy.asarray(x), numpy.asarray(y)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"train_val_split: x has {x.shape[0]} samples, y has {y.shape[0]}")
