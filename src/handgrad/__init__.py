@@ -10,7 +10,8 @@ from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCh
 from .gradcheck import GradcheckResult, gradcheck
 from .io import load, save
 from .model import Sequential
-from .training import cross_validate, evaluate, fit
+from .evaluation import cross_validate, evaluate
+from .training import fit
 
 __version__ = "0.1.0"
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy
 
 from . import data, functional as F
-from .training import evaluate
+from .evaluation import evaluate
 
 
 @dataclass

@@ -1,99 +1,22 @@
-"""Training loop (mini-batch SGD of ``003`` §2–4), evaluation and k-fold cross-validation."""
+"""The training loop: mini-batch gradient descent (``003`` §2–4) with checkpoints, exact resume,
+signal handling, a divergence guard and optional data-parallel steps."""
 from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 import warnings
 from typing import Callable, Sequence
 
 import numpy
 
-from . import backend, metrics as M, progress
-from ._checks import check_finite, check_positive_int, check_probability
+from . import backend, progress
+from . import metrics as M
+from ._checks import check_positive_int, check_probability
 from .callbacks import Callback, CallbackList, History
+from .evaluation import _as_numpy_data, _class_labels, cross_validate, evaluate  # noqa: F401 (re-exported)
+from .faults import TrainingDiverged, TrainingInterrupted, _SignalFlag  # noqa: F401 (re-exported)
 from .losses import Loss
 from .optim.base import global_grad_norm
-
-
-def _as_numpy_data(x, y, where: str):
-    if not hasattr(x, "shape") or not hasattr(y, "shape"):
-        raise TypeError(f"{where}: expected x and y to be arrays, got {type(x).__name__} and {type(y).__name__}")
-    x = backend.to_numpy(x)
-    y = backend.to_numpy(y)
-    if x.dtype.kind not in "fiu":
-        raise TypeError(f"{where}: expected numeric x, got dtype {x.dtype}")
-    if x.ndim < 2:
-        raise ValueError(f"{where}: expected x of shape (N, ...) with N samples, got shape {x.shape}")
-    if y.ndim < 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"{where}: x has {x.shape[0]} samples but y has shape {y.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{where}: expected at least one sample, got x of shape {x.shape}")
-    check_finite(x, where, "x")
-    check_finite(y, where, "y")
-    return x, y
-
-
-def _class_labels(y) -> numpy.ndarray | None:
-    """Integer labels if ``y`` holds classes (labels or one-hot rows), else None."""
-    if y.dtype.kind in "iu":
-        return y
-    if y.ndim >= 2 and y.shape[-1] > 1:
-        rowsum_ok = numpy.allclose(y.sum(axis=-1), 1.0)
-        binary = numpy.isin(y, (0.0, 1.0)).all()
-        if rowsum_ok and binary:
-            return y.argmax(axis=-1)
-    return None
-
-
-def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
-             metrics: Sequence[str] = ("accuracy",)) -> dict:
-    """Mean loss and metrics of ``model`` on ``(x, y)`` in inference mode.
-
-    Returns ``{"loss": float, "accuracy": float, ...}``; accuracy-type metrics are reported
-    only when ``y`` holds classes (integer labels or one-hot rows).
-    """
-    where = "evaluate"
-    batch_size = check_positive_int(batch_size, where, "batch_size")
-    names = M.parse(metrics)
-    x, y = _as_numpy_data(x, y, where)
-    labels = _class_labels(y)
-    xp, dtype = model.xp, model.dtype
-    with model.stateless():
-        return _evaluate_batches(model, loss, x, y, labels, names, batch_size, xp, dtype)
-
-
-def _evaluate_batches(model, loss, x, y, labels, names, batch_size, xp, dtype) -> dict:
-    total = 0.0
-    count = 0
-    hits = {n: 0 for n in names}
-    outputs = [] if "per_class_accuracy" in names else None
-    for s in range(0, x.shape[0], batch_size):
-        xb = backend.asarray(x[s:s + batch_size], dtype=dtype, xp=xp)
-        yb = backend.asarray(y[s:s + batch_size], xp=xp)
-        out = model.forward(xb, training=False)
-        n = xb.shape[0]
-        total += loss.forward(out, yb) * n
-        count += n
-        if labels is not None:
-            lb = backend.asarray(labels[s:s + batch_size], xp=xp)
-            for name in names:
-                if name == "accuracy":
-                    hits[name] += M.correct(out, lb)
-                elif (k := M.topk_of(name)) is not None:
-                    hits[name] += M.top_k_correct(out, lb, k)
-            if outputs is not None:
-                outputs.append(backend.to_numpy(out))
-    result = {"loss": total / count}
-    if labels is not None:
-        items = max(1, M.count(labels))
-        for name in names:
-            if name == "per_class_accuracy":
-                result[name] = M.per_class_accuracy(numpy.concatenate(outputs), labels)
-            else:
-                result[name] = hits[name] / items
-    return result
 
 
 def _split_validation(x, y, fraction, rng):
@@ -105,48 +28,6 @@ def _split_validation(x, y, fraction, rng):
     perm = rng.permutation(x.shape[0])
     val, train = perm[:n_val], perm[n_val:]
     return (x[train], y[train]), (x[val], y[val])
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or a gradient became NaN or Inf; ``history`` holds the epochs completed."""
-
-    def __init__(self, message: str, history: History) -> None:
-        super().__init__(message)
-        self.history = history
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during ``fit``: the current step finished, a checkpoint was written
-    (when ``checkpoint_dir`` was given) and ``checkpoint`` names it."""
-
-    def __init__(self, message: str, checkpoint: str | None, history: History) -> None:
-        super().__init__(message)
-        self.checkpoint, self.history = checkpoint, history
-
-
-class _SignalFlag:
-    """Turns the first SIGINT/SIGTERM during training into a flag checked after each step;
-    a second SIGINT interrupts at once."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.raised: int | None = None
-        self._old = {}
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-
-    def __enter__(self):
-        if self.enabled:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.raised is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.raised = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def _check_labels_fit_output(model, xb, y, labels) -> None:
@@ -441,28 +322,3 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     return history
 
 
-def cross_validate(make_model: Callable[[], object], make_optimizer: Callable[[object], object],
-                   loss: Loss, x, y, k: int = 5, seed: int = 0, **fit_kwargs) -> dict:
-    """k-fold cross-validation (``003`` §4): train a fresh model on k − 1 folds, evaluate on
-    the held-out fold, k times. Returns ``{"folds": [per-fold evaluate dicts], "mean": {...},
-    "std": {...}}`` over the scalar metrics.
-    """
-    k = check_positive_int(k, "cross_validate", "k")
-    x, y = _as_numpy_data(x, y, "cross_validate")
-    if k < 2 or k > x.shape[0]:
-        raise ValueError(f"cross_validate: expected 2 <= k <= {x.shape[0]} (the number of samples), got {k}")
-    perm = numpy.random.default_rng(seed).permutation(x.shape[0])
-    folds = numpy.array_split(perm, k)
-    results = []
-    for i in range(k):
-        val_idx = folds[i]
-        train_idx = numpy.concatenate([f for j, f in enumerate(folds) if j != i])
-        model = make_model()
-        opt = make_optimizer(model)
-        fit(model, loss, opt, x[train_idx], y[train_idx], seed=seed + i, **fit_kwargs)
-        results.append(evaluate(model, loss, x[val_idx], y[val_idx],
-                                metrics=fit_kwargs.get("metrics", ("accuracy",))))
-    keys = [key for key, v in results[0].items() if isinstance(v, float)]
-    mean = {key: float(numpy.mean([r[key] for r in results])) for key in keys}
-    std = {key: float(numpy.std([r[key] for r in results])) for key in keys}
-    return {"folds": results, "mean": mean, "std": std}
