@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import detect, train
+from . import detect, study, train
 from .common import data_args
 
 
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"handgrad {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     train.add_commands(sub, data_args)
+    study.add_commands(sub, data_args)
     detect.add_commands(sub, data_args)
     return p
 

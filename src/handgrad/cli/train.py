@@ -8,7 +8,8 @@ import time
 
 import numpy
 
-from .. import __version__, callbacks as cb, data, losses, optim, presets, tasks
+from .. import __version__, data, losses, optim, presets, tasks
+from .. import callbacks as cb
 from ..gradcheck import gradcheck
 from ..io import atomic_write_bytes, load, read_metadata, save
 from ..training import TrainingDiverged, TrainingInterrupted, evaluate, fit
@@ -339,77 +340,6 @@ def cmd_diagnose(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
-    """Train a sequence preset once per recurrent cell and plot their validation curves together
-    (for ``adding``: the test MSE per epoch against the 0.167 baseline of always answering 1.0)."""
-    import argparse as _argparse
-    import copy
-
-    preset = presets.get(args.preset)
-    if preset.task not in ("adding", "reber", "fashion") or args.preset not in ("adding", "reber", "lstm", "rnn"):
-        raise ValueError(f"compare: expected a recurrent preset (adding, reber, lstm, rnn), got {args.preset!r}")
-    results = {}
-    for cell in args.cells:
-        sub = copy.copy(args)
-        sub.cell, sub.out, sub.resume = cell, os.path.join(args.out, cell), None
-        for k in _RUN_OPTIONS:
-            if not hasattr(sub, k):
-                setattr(sub, k, None)
-        sub.val_split = sub.val_split or 0.0
-        sub.early_stopping = sub.early_stopping or 0
-        print(f"\n=== {args.preset} with cell {cell} ===")
-        code = train_run(sub)
-        if code:
-            return code
-        with open(os.path.join(sub.out, "history.json"), encoding="utf-8") as fh:
-            results[cell] = json.load(fh)
-    del _argparse
-    adding = preset.task == "adding"
-    key = "val_accuracy" if all("val_accuracy" in r["history"] for r in results.values()) else "val_loss"
-    curves = {f"{cell.upper()}": [(2 * v if adding else v) for v in r["history"][key]] for cell, r in results.items()}
-    print()
-    for cell, r in results.items():
-        if adding:
-            print(f"{cell.upper():<5} test MSE {r['test_mse']:.4f}  (baseline {r['baseline_mse']:.3f})")
-        elif "string_accuracy" in r:
-            print(f"{cell.upper():<5} held-out strings entirely right {r['string_accuracy'] * 100:.1f}%")
-        else:
-            print(f"{cell.upper():<5} test accuracy {r['test_accuracy'] * 100:.2f}%")
-    from ..plotting import have_matplotlib
-
-    if have_matplotlib():
-        import io as _io
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for label, values in curves.items():
-            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
-        if adding:
-            base = next(iter(results.values()))["baseline_mse"]
-            ax.axhline(base, color="grey", linestyle="--", label=f"always 1.0 ({base:.3f})")
-            ax.set_yscale("log")
-            ax.set_ylabel("test MSE")
-            ax.set_title(f"adding problem, T={next(iter(results.values()))['T']}")
-        else:
-            ax.set_ylabel("validation accuracy" if key == "val_accuracy" else "validation loss")
-            ax.set_title(args.preset)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend()
-        fig.tight_layout()
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        path = os.path.join(args.out, "compare.png")
-        atomic_write_bytes(path, buf.getvalue())
-        print(f"plot: {path}")
-    return 0
-
-
 def add_commands(sub, data_args) -> None:
     from .common import widths
 
@@ -475,23 +405,3 @@ def add_commands(sub, data_args) -> None:
     gc.add_argument("--seed", type=int, default=0)
     gc.set_defaults(func=cmd_gradcheck)
 
-    cp = sub.add_parser("compare", help="train a sequence preset with an RNN and with an LSTM and plot both")
-    cp.add_argument("preset", choices=("adding", "reber", "lstm", "rnn"))
-    cp.add_argument("--cells", type=lambda t: tuple(c for c in t.split(",") if c), default=("rnn", "lstm"),
-                    help="comma-separated cells to compare (default rnn,lstm)")
-    data_args(cp)
-    for opt in ("--samples", "--length", "--epochs", "--batch-size"):
-        cp.add_argument(opt, type=int)
-    cp.add_argument("--hidden", type=widths)
-    cp.add_argument("--lr", type=float)
-    cp.add_argument("--seed", type=int, default=0)
-    cp.add_argument("--out", default="runs/compare")
-    cp.set_defaults(func=cmd_compare, val_split=0.0, early_stopping=0)
-
-    dg = sub.add_parser("diagnose", help="show the error signal vanish along time (RNN vs LSTM) and depth")
-    dg.add_argument("--length", type=int, default=100, help="adding-problem sequence length (default 100)")
-    dg.add_argument("--samples", type=int, default=4096)
-    dg.add_argument("--epochs", type=int, default=8)
-    dg.add_argument("--seed", type=int, default=0)
-    dg.add_argument("--out", default="handgrad-diagnose")
-    dg.set_defaults(func=cmd_diagnose)
