@@ -216,7 +216,9 @@ def test_corpus_vocab_and_round_trip(corpus, tmp_path):
 
 
 def test_default_corpus_hint(monkeypatch, tmp_path):
-    monkeypatch.setattr(seq, "DEFAULT_CORPUS_PATH", str(tmp_path / "words"))
+    import handgrad.data.text as text  # where CharCorpus.from_file reads its default
+
+    monkeypatch.setattr(text, "DEFAULT_CORPUS_PATH", str(tmp_path / "words"))
     with pytest.raises(FileNotFoundError, match="apt-get install wamerican"):
         seq.CharCorpus.from_file()
     (tmp_path / "words").write_text("apple\nbanana\n")
