@@ -68,14 +68,12 @@ class DeltaNormRecorder(Callback):
 def plot_delta_norms(curves: dict[str, list[float]], path: str | os.PathLike, title: str = "",
                      xlabel: str = "time step t", ylabel: str = "mean ‖δ[t]‖") -> None:
     """One log-scale line per entry of ``curves`` (label → values), written as a PNG."""
-    import io as _io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write_bytes
+    from .plotting import save_png
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, values in curves.items():
@@ -88,7 +86,4 @@ def plot_delta_norms(curves: dict[str, list[float]], path: str | os.PathLike, ti
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)

@@ -36,10 +36,20 @@ def learning_curves(history: dict, path: str | os.PathLike, title: str = "") -> 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    from .io import atomic_write_bytes  # noqa: PLC0415
+    save_png(fig, path)
+
+
+def save_png(fig, path: str | os.PathLike) -> None:
+    """Write a matplotlib figure as a PNG atomically (temp file + rename) and close it."""
     import io as _io  # noqa: PLC0415
 
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from .io import atomic_write_bytes  # noqa: PLC0415
+
     buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(buf, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())

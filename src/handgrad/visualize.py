@@ -8,7 +8,6 @@ extra to install. Every PNG is written atomically (``handgrad.io.atomic_write_by
 """
 from __future__ import annotations
 
-import io as _io
 import os
 import struct
 import zlib
@@ -16,7 +15,6 @@ import zlib
 import numpy
 
 from . import backend
-from .io import atomic_write_bytes
 from .layers import AvgPool2D, Conv2D, MaxPool2D
 from .layers.base import Layer
 from .model import Sequential
@@ -36,12 +34,9 @@ def _pyplot(where: str):
 
 
 def _save(fig, path, plt) -> None:
-    buf = _io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    from .plotting import save_png
+
+    save_png(fig, path)
 
 
 def png_bytes(image) -> bytes:

@@ -97,11 +97,9 @@ def cmd_compare(args) -> int:
             print(f"{cell.upper():<5} held-out strings entirely right {r['string_accuracy'] * 100:.1f}%")
         else:
             print(f"{cell.upper():<5} test accuracy {r['test_accuracy'] * 100:.2f}%")
-    from ..plotting import have_matplotlib
+    from ..plotting import have_matplotlib, save_png
 
     if have_matplotlib():
-        import io as _io
-
         import matplotlib
 
         matplotlib.use("Agg")
@@ -123,11 +121,8 @@ def cmd_compare(args) -> int:
         ax.grid(alpha=0.3, which="both")
         ax.legend()
         fig.tight_layout()
-        buf = _io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
         path = os.path.join(args.out, "compare.png")
-        atomic_write_bytes(path, buf.getvalue())
+        save_png(fig, path)
         print(f"plot: {path}")
     return 0
 

@@ -294,52 +294,6 @@ def cmd_gradcheck(args) -> int:
     return 0 if worst < res.tol else 1
 
 
-def cmd_diagnose(args) -> int:
-    """Train an Elman RNN and an LSTM briefly on the adding problem and record ‖δ[t]‖ at every
-    time step; then a deep sigmoid MLP and a deep ReLU MLP on the shipped subset, recording
-    ‖δ⁽ˡ⁾‖ per layer. Plots both and prints the ratios."""
-    from ..diagnostics import DeltaNormRecorder, plot_delta_norms
-    from ..plotting import have_matplotlib
-
-    os.makedirs(args.out, exist_ok=True)
-    rng = numpy.random.default_rng(args.seed)
-    x, y = data.adding_problem(args.samples, args.length, rng)
-    time_curves = {}
-    print(f"error norm along time: adding problem, T={args.length}, {args.samples} sequences, "
-          f"{args.epochs} epoch(s), Adam lr 1e-2, clip 1; the last epoch's mean ‖δ[t]‖")
-    for cell in ("rnn", "lstm"):
-        model = presets.adding_net(cell=cell, hidden=32, seed=args.seed)
-        rec = DeltaNormRecorder()
-        fit(model, losses.MeanSquaredError(), optim.Adam(model, 1e-2, clip_norm=1.0), x, y, epochs=args.epochs,
-            batch_size=64, callbacks=[rec], seed=args.seed)
-        norms = rec.time[-1][0]
-        time_curves[f"{cell.upper()} (hidden 32)"] = norms
-        print(f"  {cell.upper():<5} ‖δ[1]‖ = {norms[0]:.2e}, ‖δ[T]‖ = {norms[-1]:.2e}, "
-              f"ratio first/last = {norms[0] / max(norms[-1], 1e-300):.2e}")
-    (xs, ys), _ = data.load_fashion_mnist_subset()
-    xs = data.to_float(xs)
-    layer_curves = {}
-    print("error norm along depth: 6-hidden-layer MLPs (width 64) on the shipped subset, 1 epoch, SGD lr 0.1")
-    for act in ("sigmoid", "relu"):
-        model = presets.mlp(hidden=(64,) * 6, activation=act, seed=args.seed)
-        rec = DeltaNormRecorder()
-        fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.1), xs, ys, epochs=1, batch_size=64,
-            callbacks=[rec], seed=args.seed)
-        norms = list(rec.layers[-1].values())
-        layer_curves[act] = norms
-        print(f"  {act:<8} ‖δ⁽ˡ⁾‖ from the first to the last Dense: " + ", ".join(f"{v:.1e}" for v in norms))
-    if have_matplotlib():
-        plot_delta_norms(time_curves, os.path.join(args.out, "delta_time.png"),
-                         title=f"error ‖δ[t]‖ along time, adding problem T={args.length}")
-        plot_delta_norms(layer_curves, os.path.join(args.out, "delta_layers.png"),
-                         title="error ‖δ⁽ˡ⁾‖ along depth, 6 hidden layers", xlabel="Dense layer l",
-                         ylabel="mean ‖δ⁽ˡ⁾‖")
-        print(f"plots: {os.path.join(args.out, 'delta_time.png')}, {os.path.join(args.out, 'delta_layers.png')}")
-    atomic_write_bytes(os.path.join(args.out, "diagnostics.json"),
-                       json.dumps({"time": time_curves, "layers": layer_curves}, indent=1).encode())
-    return 0
-
-
 def add_commands(sub, data_args) -> None:
     from .common import widths
 
