@@ -3,6 +3,7 @@ Needs matplotlib (the ``plot`` extra)."""
 from __future__ import annotations
 
 import os
+import textwrap
 
 
 def have_matplotlib() -> bool:
@@ -33,8 +34,8 @@ def learning_curves(history: dict, path: str | os.PathLike, title: str = "") -> 
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
-    if title:
-        fig.suptitle(title)
+    if title:  # long preset descriptions wrap instead of running off the figure
+        fig.suptitle("\n".join(textwrap.wrap(title, 100)), fontsize=10)
     fig.tight_layout()
     save_png(fig, path)
 
