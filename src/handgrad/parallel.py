@@ -59,7 +59,7 @@ class DataParallel:
                              "through the whole batch in order)")
         self.models = [model] + [replica(model) for _ in range(workers - 1)]
         self.losses = [loss] + [copy.copy(loss) for _ in range(workers - 1)]
-        self.pool = ThreadPoolExecutor(workers)
+        self.pool = ThreadPoolExecutor(workers - 1)
         # one BLAS thread per worker for the whole run (entering the limit per step would rescan
         # the loaded libraries every time, ~1 ms)
         self._limit = threadpool_limits(limits=1, user_api="blas")
@@ -84,7 +84,10 @@ class DataParallel:
             self.models[w].backward(self.losses[w].backward(), input_grad=False)
             return out, value, self.losses[w].last_count
 
-        fwd = list(self.pool.map(lambda args: run(*args), [(w, a, b) for w, (a, b) in enumerate(parts)]))
+        # the last part runs in this thread, the others in the pool
+        futures = [self.pool.submit(run, w, a, b) for w, (a, b) in enumerate(parts[:-1])]
+        last = run(len(parts) - 1, *parts[-1])
+        fwd = [f.result() for f in futures] + [last]
         total = sum(c for _, _, c in fwd) or 1
         weights = [c / total for _, _, c in fwd]
         main = self.models[0]

@@ -66,11 +66,13 @@ class MaxPool2D(_Pool2D):
         if training:
             # winners[o] marks the windows whose first maximum (row-major) sits at offset o
             winners = xp.empty((len(views),) + y.shape, dtype=bool)
-            taken = xp.zeros(y.shape, dtype=bool)
-            for o, v in enumerate(views):
-                xp.equal(v, y, out=winners[o])
-                winners[o] &= ~taken
-                taken |= winners[o]
+            xp.equal(views[0], y, out=winners[0])
+            seen = winners[0].copy()  # some earlier offset already holds the maximum
+            for o, v in enumerate(views[1:], start=1):
+                hit = v == y
+                xp.greater(hit, seen, out=winners[o])  # a hit not preceded by one (True > False)
+                if o < len(views) - 1:
+                    seen |= hit
             self._winners, self._in_shape = winners, x.shape
         return y
 
