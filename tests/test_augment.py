@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import layers as L, losses, optim
+from handgrad import layers as L
+from handgrad import losses, optim
 from handgrad.data import RandomAffine, RandomShift, affine_transform
 
 DTYPES = [np.float32, np.float64]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import layers as L, losses, optim
+from handgrad import layers as L
+from handgrad import losses, optim
 
 
 # ----------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import cli, detection as D, layers as L, losses, optim, presets, transfer
+from handgrad import cli, losses, optim, presets, transfer
+from handgrad import detection as D
+from handgrad import layers as L
 
 
 def valid_lenet(dtype=np.float64, seed=0):

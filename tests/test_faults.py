@@ -29,7 +29,8 @@ import pytest
 
 import handgrad as hg
 from handgrad import checkpoint as ck
-from handgrad import layers as L, losses, optim
+from handgrad import layers as L
+from handgrad import losses, optim
 from handgrad.training import TrainingDiverged, TrainingInterrupted
 
 

@@ -24,11 +24,13 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import checkpoint as ck
-from handgrad import layers as L, losses, optim
+from handgrad import layers as L
+from handgrad import losses, optim
 from handgrad.data import parse_idx, read_idx, write_idx
 
 FUZZ = settings(derandomize=True, max_examples=300, deadline=None,

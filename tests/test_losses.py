@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import assert_gradcheck
 
 import handgrad as hg
 from handgrad import losses
@@ -15,12 +16,6 @@ DTYPES = [np.float32, np.float64]
 # (N, C) and (N, T, C) outputs, batch 1, width 1, odd widths
 SHAPES = [(1, 1), (1, 4), (5, 1), (4, 3), (6, 7), (1, 1, 3), (2, 3, 5), (3, 1, 4)]
 CLASS_SHAPES = [s for s in SHAPES if s[-1] > 1]
-
-
-def assert_gradcheck(loss, output, target, **kw):
-    result = hg.gradcheck(loss, output, target, **kw)
-    assert result.max_error < 1e-6, f"{loss!r}: gradcheck failed\n{result.table()}"
-    return result
 
 
 def rng_(seed=0):

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_gradcheck
 
 import handgrad as hg
 from handgrad import layers, losses
-
-
-def assert_gradcheck(obj, x, target=None, **kw):
-    result = hg.gradcheck(obj, x, target, **kw)
-    assert result.max_error < 1e-6, f"gradcheck failed\n{result.table()}"
-    return result
 
 
 def mlp(dtype=np.float32, sizes=(6, 8, 5, 3), seed=0, dropout=None):

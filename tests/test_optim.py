@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import layers as L, optim
+from handgrad import layers as L
+from handgrad import optim
 
 
 # ----------------------------------------------------------------------------------------

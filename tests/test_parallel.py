@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import layers as L, losses, optim, presets
+from handgrad import layers as L
+from handgrad import losses, optim, presets
 
 pytest.importorskip("threadpoolctl")
 

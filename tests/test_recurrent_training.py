@@ -9,7 +9,6 @@ import pytest
 import handgrad as hg
 from handgrad import layers, losses, optim
 
-
 K = 4  # vocabulary size of the symbol tasks
 
 

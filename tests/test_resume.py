@@ -28,7 +28,8 @@ import pytest
 
 import handgrad as hg
 from handgrad import checkpoint as ck
-from handgrad import layers as L, losses, optim
+from handgrad import layers as L
+from handgrad import losses, optim
 
 # ----------------------------------------------------------------------------------------
 # the run under test: MLP with dropout, Adam, RandomAffine augmentation, validation_split and a

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handgrad import layers, losses
 import handgrad as hg
+from handgrad import layers, losses
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import layers as L, losses, optim
+from handgrad import layers as L
+from handgrad import losses, optim
 
 
 @pytest.mark.parametrize("kw", [{"eps": 0}, {"eps": -1e-4}, {"eps": float("nan")}, {"max_entries": 0},

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import cli, detection as D, layers as L, presets, visualize as V
+from handgrad import cli, presets
+from handgrad import detection as D
+from handgrad import layers as L
+from handgrad import visualize as V
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

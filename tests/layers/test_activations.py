@@ -5,19 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import assert_gradcheck
 
-import handgrad as hg
 from handgrad import layers
 
 DTYPES = [np.float32, np.float64]
 # batch 1, width 1, odd widths, higher rank
 SHAPES = [(1, 1), (1, 5), (4, 1), (3, 7), (2, 3, 5)]
-
-
-def assert_gradcheck(obj, x, **kw):
-    result = hg.gradcheck(obj, x, **kw)
-    assert result.max_error < 1e-6, f"{obj!r}: gradcheck failed\n{result.table()}"
-    return result
 
 
 def away_from(x, point, gap=0.1):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from helpers import (
+    assert_close_to_torch,
+    assert_gradcheck,
+    assert_same_on_contiguous_copy,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import layers, optim
@@ -122,12 +128,6 @@ def expected_out_shape(cfg):
     return (n, cout, ref_out_size(h, kh, sh, ph), ref_out_size(w, kw, sw, pw))
 
 
-def assert_gradcheck(obj, x, **kw):
-    result = hg.gradcheck(obj, x, **kw)
-    assert result.max_error < 1e-6, f"{obj!r}: gradcheck failed\n{result.table()}"
-    return result
-
-
 # -- against the loop reference (float64, exact up to rounding) ---------------------------------
 
 def check_against_reference(layer, x, g, rtol=1e-12, atol=1e-12):
@@ -233,17 +233,8 @@ def test_non_contiguous_input(layout, stride, padding):
     assert not x.flags.c_contiguous
     layer = layers.Conv2D(2, 3, (3, 2), stride=stride, padding=padding, bias_init="normal", rng=0,
                           dtype=np.float64)
-    y_nc = layer.forward(x, training=True)
-    g = np.random.default_rng(4).standard_normal(y_nc.shape)
-    gx_nc = layer.backward(g)
-    grads_nc = {k: v.copy() for k, v in layer.grads.items()}
-    xc = np.ascontiguousarray(x)
-    y_c = layer.forward(xc, training=True)
-    gx_c = layer.backward(g)
-    np.testing.assert_allclose(y_nc, y_c, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(gx_nc, gx_c, rtol=1e-13, atol=1e-13)
-    for k in grads_nc:
-        np.testing.assert_allclose(grads_nc[k], layer.grads[k], rtol=1e-13, atol=1e-13)
+    g = np.random.default_rng(4).standard_normal(layer.forward(x).shape)
+    assert_same_on_contiguous_copy(layer, x, g)
     # and both equal the definition
     check_against_reference(layer, x, g)
     assert_gradcheck(layer, x, max_entries=None)
@@ -613,19 +604,6 @@ def test_save_load_round_trip_is_bit_identical(tmp_path, dtype):
 
 
 # -- parity with PyTorch autograd ---------------------------------------------------------------
-
-TORCH_RTOL = {np.float64: 1e-10, np.float32: 1e-5}
-
-
-def assert_close_to_torch(ours, theirs, dtype, what):
-    theirs = theirs.detach().cpu().numpy()
-    ours = np.asarray(ours)
-    assert ours.shape == theirs.shape, f"{what}: shape ours {ours.shape} vs torch {theirs.shape}"
-    assert ours.dtype == theirs.dtype == dtype, f"{what}: dtype ours {ours.dtype} vs torch {theirs.dtype}"
-    rtol = TORCH_RTOL[dtype]
-    # entries that cancel to ~0 are compared on the scale of the whole array
-    atol = rtol * max(1.0, float(np.abs(theirs).max()))
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=what)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

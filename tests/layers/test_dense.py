@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_gradcheck, assert_same_on_contiguous_copy
 
 import handgrad as hg
 from handgrad import layers
@@ -10,12 +11,6 @@ from handgrad import layers
 DTYPES = [np.float32, np.float64]
 # (batch, in_features, out_features): batch 1, width 1 on either side, odd widths
 SHAPES = [(1, 1, 1), (1, 4, 3), (5, 1, 3), (4, 3, 1), (3, 7, 5), (6, 5, 9)]
-
-
-def assert_gradcheck(obj, x, **kw):
-    result = hg.gradcheck(obj, x, **kw)
-    assert result.max_error < 1e-6, f"{obj!r}: gradcheck failed\n{result.table()}"
-    return result
 
 
 def make_dense(fan_in, fan_out, dtype=np.float64, seed=0):
@@ -46,16 +41,7 @@ def test_non_contiguous_input(make_x):
     assert_gradcheck(layer, x, max_entries=None)
 
     g = np.random.default_rng(4).standard_normal((x.shape[0], 3))
-    y_nc = layer.forward(x, training=True)
-    gx_nc = layer.backward(g)
-    grads_nc = {k: v.copy() for k, v in layer.grads.items()}
-    xc = np.ascontiguousarray(x)
-    y_c = layer.forward(xc, training=True)
-    gx_c = layer.backward(g)
-    np.testing.assert_allclose(y_nc, y_c, rtol=1e-13, atol=1e-14)
-    np.testing.assert_allclose(gx_nc, gx_c, rtol=1e-13, atol=1e-14)
-    for k in grads_nc:
-        np.testing.assert_allclose(grads_nc[k], layer.grads[k], rtol=1e-13, atol=1e-14)
+    assert_same_on_contiguous_copy(layer, x, g, atol=1e-14)
 
 
 def test_gradcheck_large_layer_with_max_entries():

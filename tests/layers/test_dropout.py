@@ -3,18 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_gradcheck
 
-import handgrad as hg
 from handgrad import layers
 
 DTYPES = [np.float32, np.float64]
 SHAPES = [(1, 1), (1, 6), (5, 1), (4, 7), (2, 3, 5), (2, 1, 3, 3)]
-
-
-def assert_gradcheck(obj, x, **kw):
-    result = hg.gradcheck(obj, x, **kw)
-    assert result.max_error < 1e-6, f"{obj!r}: gradcheck failed\n{result.table()}"
-    return result
 
 
 def inputs(shape, dtype=np.float64, seed=0):

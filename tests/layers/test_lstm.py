@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from helpers import (
+    assert_close_to_torch,
+    assert_gradcheck,
+    numeric_grad,
+    padded_batch,
+    rel_error,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import layers
@@ -15,12 +23,6 @@ DTYPES = [np.float32, np.float64]
 SHAPES = [(1, 1, 1, 1), (3, 1, 2, 4), (1, 5, 3, 1), (2, 12, 3, 3), (4, 6, 1, 3), (2, 3, 5, 2)]
 SHAPE_IDS = ["N1T1F1H1", "T1", "N1H1", "T12", "F1", "F5H2"]
 GATES = ("I", "F", "g", "O")  # row blocks of W_ih, W_hh, b, in PyTorch's order
-
-
-def assert_gradcheck(obj, x, **kw):
-    result = hg.gradcheck(obj, x, **kw)
-    assert result.max_error < 1e-6, f"{obj!r}: gradcheck failed\n{result.table()}"
-    return result
 
 
 def make_lstm(F, H, peepholes=False, return_sequences=True, dtype=np.float64, seed=0, scale=1.0, **kw):
@@ -34,35 +36,6 @@ def make_lstm(F, H, peepholes=False, return_sequences=True, dtype=np.float64, se
     if peepholes:
         layer.params["w_peep"] = (0.7 * rng.standard_normal((3, H))).astype(dtype)
     return layer
-
-
-def padded_batch(lengths, T, F, seed=0, dtype=np.float64):
-    x = np.random.default_rng(seed).standard_normal((len(lengths), T, F)).astype(dtype)
-    for n, L in enumerate(lengths):
-        x[n, L:] = 0.0
-    return x
-
-
-def numeric_grad(f, arr, eps=1e-4):
-    """Fourth-order central differences of the scalar f() w.r.t. every entry of ``arr``."""
-    flat = arr.reshape(-1)
-    assert np.shares_memory(flat, arr)
-    out = np.empty(flat.size)
-    for i in range(flat.size):
-        orig = float(flat[i])
-        vals = []
-        for step in (2 * eps, eps, -eps, -2 * eps):
-            flat[i] = orig + step
-            vals.append(f())
-        flat[i] = orig
-        f2, f1, fm1, fm2 = vals
-        out[i] = (8 * (f1 - fm1) - (f2 - fm2)) / (12 * eps)
-    return out.reshape(arr.shape)
-
-
-def rel_error(a, n, floor=1e-5):
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    return float((np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)).max())
 
 
 # -- the reference: 003 §7 / PyTorch equations, per sample and per step -----------------------------
@@ -471,18 +444,6 @@ def test_padded_steps_carry_the_state_in_sequence_output():
 
 
 # -- PyTorch parity ---------------------------------------------------------------------------------
-
-TORCH_RTOL = {np.float64: 1e-10, np.float32: 1e-5}
-
-
-def assert_close_to_torch(ours, theirs, dtype, what):
-    theirs = theirs.detach().cpu().numpy()
-    ours = np.asarray(ours)
-    assert ours.shape == theirs.shape, f"{what}: shape ours {ours.shape} vs torch {theirs.shape}"
-    assert ours.dtype == theirs.dtype == dtype, f"{what}: dtype ours {ours.dtype} vs torch {theirs.dtype}"
-    rtol = TORCH_RTOL[dtype]
-    atol = rtol * max(1.0, float(np.abs(theirs).max()))
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=what)
 
 
 def torch_peephole_lstm(torch, x, W, U, b, peep, h, c):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from helpers import assert_gradcheck
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import handgrad as hg
 from handgrad import layers
 
 DTYPES = [np.float32, np.float64]
@@ -147,12 +148,6 @@ def min_window_gap(x, kernel, stride):
                 top = np.sort(win, axis=-1)[..., -2:]
                 gap = min(gap, float((top[..., 1] - top[..., 0]).min()))
     return gap
-
-
-def assert_gradcheck(obj, x, **kw):
-    result = hg.gradcheck(obj, x, **kw)
-    assert result.max_error < 1e-6, f"{obj!r}: gradcheck failed\n{result.table()}"
-    return result
 
 
 # -- against the loop references ------------------------------------------------------------------

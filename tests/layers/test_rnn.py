@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from helpers import (
+    assert_close_to_torch,
+    assert_gradcheck,
+    numeric_grad,
+    padded_batch,
+    rel_error,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import layers
@@ -17,12 +25,6 @@ SHAPES = [(1, 1, 1, 1), (3, 1, 2, 4), (1, 5, 3, 1), (2, 12, 3, 4), (4, 6, 1, 3),
 SHAPE_IDS = ["N1T1F1H1", "T1", "N1H1", "T12", "F1", "F5H2"]
 
 
-def assert_gradcheck(obj, x, **kw):
-    result = hg.gradcheck(obj, x, **kw)
-    assert result.max_error < 1e-6, f"{obj!r}: gradcheck failed\n{result.table()}"
-    return result
-
-
 def make_rnn(F, H, activation="tanh", return_sequences=True, dtype=np.float64, seed=0, scale=1.0, **kw):
     """An RNN with a random, nonzero bias (a zero bias hides some mistakes)."""
     layer = layers.RNN(F, H, activation=activation, return_sequences=return_sequences, rng=seed,
@@ -32,37 +34,6 @@ def make_rnn(F, H, activation="tanh", return_sequences=True, dtype=np.float64, s
     layer.params["W_hh"] = (layer.params["W_hh"] * scale).astype(dtype)
     layer.params["b"] = (0.5 * rng.standard_normal(H)).astype(dtype)
     return layer
-
-
-def padded_batch(lengths, T, F, seed=0, dtype=np.float64):
-    """Random sequences, padded with all-zero steps after each sequence's real length."""
-    x = np.random.default_rng(seed).standard_normal((len(lengths), T, F)).astype(dtype)
-    for n, L in enumerate(lengths):
-        x[n, L:] = 0.0
-    return x
-
-
-def numeric_grad(f, arr, eps=1e-4):
-    """Fourth-order central differences of the scalar f() w.r.t. every entry of ``arr``
-    (perturbed in place; ``arr`` must be C-contiguous)."""
-    flat = arr.reshape(-1)
-    assert np.shares_memory(flat, arr)
-    out = np.empty(flat.size)
-    for i in range(flat.size):
-        orig = float(flat[i])
-        vals = []
-        for step in (2 * eps, eps, -eps, -2 * eps):
-            flat[i] = orig + step
-            vals.append(f())
-        flat[i] = orig
-        f2, f1, fm1, fm2 = vals
-        out[i] = (8 * (f1 - fm1) - (f2 - fm2)) / (12 * eps)
-    return out.reshape(arr.shape)
-
-
-def rel_error(a, n, floor=1e-5):
-    a, n = np.asarray(a, np.float64), np.asarray(n, np.float64)
-    return float((np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)).max())
 
 
 # -- the reference: h_t = act(W_ih x_t + W_hh h_{t-1} + b), per sample, per step -------------------
@@ -436,18 +407,6 @@ def test_nonzero_mask_value():
 
 
 # -- PyTorch parity ---------------------------------------------------------------------------------
-
-TORCH_RTOL = {np.float64: 1e-10, np.float32: 1e-5}
-
-
-def assert_close_to_torch(ours, theirs, dtype, what):
-    theirs = theirs.detach().cpu().numpy()
-    ours = np.asarray(ours)
-    assert ours.shape == theirs.shape, f"{what}: shape ours {ours.shape} vs torch {theirs.shape}"
-    assert ours.dtype == theirs.dtype == dtype, f"{what}: dtype ours {ours.dtype} vs torch {theirs.dtype}"
-    rtol = TORCH_RTOL[dtype]
-    atol = rtol * max(1.0, float(np.abs(theirs).max()))
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=what)
 
 
 def torch_rnn_sigmoid(torch, x, W_ih, W_hh, b, h0):
