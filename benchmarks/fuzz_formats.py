@@ -37,7 +37,7 @@ import tracemalloc
 import numpy as np
 
 import handgrad as hg
-from handgrad import checkpoint as ck
+from handgrad.training import checkpoint as ck
 from handgrad import layers as L, losses, optim
 from handgrad.data import parse_idx, read_idx, write_idx
 

@@ -46,7 +46,7 @@ def test_demo_writes_model_history_and_curves(tmp_path, capsys):
     assert 0.5 < hist["test_accuracy"] <= 1.0
     model = hg.load(out / "model.safetensors")
     assert isinstance(model, hg.Sequential)
-    assert hg.io.read_metadata(out / "model.safetensors")["preset"] == "mlp"
+    assert hg.serialization.read_metadata(out / "model.safetensors")["preset"] == "mlp"
     assert "pass" in stdout and "FAIL" not in stdout
     assert "epoch   1/1" in stdout
 
@@ -60,7 +60,7 @@ def test_train_then_evaluate(trained_mlp, capsys):
     model = hg.load(model_path)
     widths = [layer.out_features for layer in model.layers if isinstance(layer, hg.layers.Dense)]
     assert widths == [32, 10]
-    meta = hg.io.read_metadata(model_path)
+    meta = hg.serialization.read_metadata(model_path)
     assert meta == {"preset": "mlp", "task": "fashion", "loss": "SoftmaxCrossEntropy", "input_shape": [784]}
 
     code, out, err = run_cli(["evaluate", model_path, "--subset"], capsys)

@@ -351,7 +351,7 @@ def test_cli_scenes_writes_files_and_reports_the_found_rate(tmp_path, capsys, sa
 def test_cli_detect_on_npy_and_png(tmp_path, capsys, saved):
     sc = D.make_scenes(*hg.data.load_fashion_mnist_subset()[1], 1, seed=2)
     np.save(tmp_path / "scene.npy", sc.images[0, 0])
-    from handgrad.visualize import png_bytes
+    from handgrad.apps.visualize import png_bytes
 
     (tmp_path / "scene.png").write_bytes(png_bytes(sc.images[0, 0]))
     fcn = D.to_fully_convolutional(hg.load(saved / "detector.safetensors"))
@@ -398,7 +398,7 @@ def test_cli_train_detector(tmp_path, capsys, saved):
     model = hg.load(out / "model.safetensors")
     assert model.layers[-1].out_features == 11
     assert [i for i, layer in enumerate(model.layers) if not layer.trainable] == list(range(len(model.layers) - 1))
-    assert hg.io.read_metadata(out / "model.safetensors")["background"] == 10
+    assert hg.serialization.read_metadata(out / "model.safetensors")["background"] == 10
     # head-only: every other parameter is the plain model's
     plain = hg.load(saved / "tiny.safetensors")
     assert len(plain.layers) == len(model.layers)

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import checkpoint as ck
+from handgrad.training import checkpoint as ck
 from handgrad import layers as L
 from handgrad import losses, optim
 from handgrad.training import TrainingDiverged, TrainingInterrupted

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import handgrad as hg
-from handgrad import checkpoint as ck
+from handgrad.training import checkpoint as ck
 from handgrad import layers as L
 from handgrad import losses, optim
 from handgrad.data import parse_idx, read_idx, write_idx

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import checkpoint as ck
+from handgrad.training import checkpoint as ck
 from handgrad import layers as L
 from handgrad import losses, optim
 
@@ -623,7 +623,7 @@ def test_stale_temporary_files_are_ignored_on_resume(data, reference, tmp_path):
 
 
 def test_atomic_write_bytes_failure_keeps_old_file(tmp_path, monkeypatch):
-    from handgrad.io import atomic_write_bytes
+    from handgrad.fsutil import atomic_write_bytes
 
     path = tmp_path / "f.bin"
     atomic_write_bytes(path, b"old contents")

@@ -501,7 +501,7 @@ def test_training_is_silent_without_a_tty(capsys, monkeypatch):
 
 
 def test_progress_enabled_only_on_a_terminal_outside_ci(monkeypatch):
-    from handgrad import progress
+    from handgrad.training import progress
 
     class FakeTTY:
         def isatty(self):

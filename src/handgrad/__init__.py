@@ -3,19 +3,20 @@
     import handgrad as hg
     from handgrad import layers, losses, optim
 """
-from . import backend, callbacks, data, init, layers, losses, metrics, optim
-from . import detection, transfer, visualize  # visualize imports matplotlib only when it draws
+from . import backend, data, init, layers, losses, metrics, optim
+from .training import callbacks
+from .apps import detection, transfer, visualize  # visualize imports matplotlib only when it draws
 from .backend import get_device, set_device
-from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
+from .training.callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from .gradcheck import GradcheckResult, gradcheck
-from .io import load, save
+from .serialization import load, save
 from .model import Sequential
-from .evaluation import cross_validate, evaluate
-from .training import fit
+from .training.evaluation import cross_validate, evaluate
+from .training.loop import fit
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "fit", "evaluate", "cross_validate", "save", "load", "gradcheck",
            "GradcheckResult", "set_device", "get_device", "Callback", "History", "EarlyStopping",
            "ModelCheckpoint", "LambdaCallback", "layers", "losses", "optim", "data", "init",
-           "metrics", "callbacks", "backend", "detection", "transfer", "visualize", "__version__"]
+           "metrics", "callbacks", "backend", "training", "serialization", "detection", "transfer", "visualize", "__version__"]

@@ -17,7 +17,7 @@ import os
 
 import numpy
 
-from .callbacks import Callback
+from .training.callbacks import Callback
 
 
 class DeltaNormRecorder(Callback):

@@ -46,7 +46,7 @@ def save_png(fig, path: str | os.PathLike) -> None:
 
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    from .io import atomic_write_bytes  # noqa: PLC0415
+    from .fsutil import atomic_write_bytes  # noqa: PLC0415
 
     buf = _io.BytesIO()
     try:

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy
 
 from . import data, functional as F
-from .evaluation import evaluate
+from .training.evaluation import evaluate
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..callbacks import Callback
+from ..training.callbacks import Callback
 
 
 class EpochPrinter(Callback):

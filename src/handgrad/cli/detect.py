@@ -9,8 +9,9 @@ import os
 import numpy
 
 from .. import data, losses, optim
-from ..io import atomic_write_bytes, load, read_metadata, save
-from ..training import fit
+from ..fsutil import atomic_write_bytes
+from ..serialization import load, read_metadata, save
+from ..training.loop import fit
 from .common import EpochPrinter as _EpochPrinter
 
 # -- detection and pictures (``003`` §5) -----------------------------------------------------------
@@ -89,7 +90,7 @@ def _read_image(path) -> numpy.ndarray:
 
 
 def _fcn(model_path):
-    from .. import detection
+    from ..apps import detection
 
     model = load(model_path)
     fcn = detection.to_fully_convolutional(model, _image_input_shape(model_path))
@@ -97,7 +98,7 @@ def _fcn(model_path):
 
 
 def cmd_detect(args) -> int:
-    from .. import detection
+    from ..apps import detection
     from ..plotting import have_matplotlib
 
     fcn = _fcn(args.model)
@@ -123,7 +124,7 @@ def cmd_detect(args) -> int:
     atomic_write_bytes(os.path.join(args.out, "detections.json"),
                        json.dumps({"image": os.fspath(args.image), "detections": rows}, indent=2).encode())
     if have_matplotlib():
-        from .. import visualize
+        from ..apps import visualize
 
         visualize.plot_class_map(probs, os.path.join(args.out, "confidence.png"), image=image, geometry=geom,
                                  class_names=data.CLASSES, background=background)
@@ -152,8 +153,8 @@ def _print_detection_report(res) -> None:
 
 
 def cmd_scenes(args) -> int:
-    from .. import detection
-    from ..visualize import png_bytes
+    from ..apps import detection
+    from ..apps.visualize import png_bytes
 
     x, y = _source_images(args)
     scenes = detection.make_scenes(x, y, args.n, size=(args.size, args.size), items=tuple(args.items), seed=args.seed)
@@ -196,7 +197,7 @@ def _io_bytes(array) -> bytes:
 
 def cmd_train_detector(args) -> int:
     """Fine-tune a saved classifier with an extra "background" class (detection.detector_training_data)."""
-    from .. import detection, transfer
+    from ..apps import detection, transfer
     from ..layers import Dense
 
     model = load(args.model)
@@ -229,7 +230,7 @@ def cmd_train_detector(args) -> int:
 
 
 def cmd_visualize(args) -> int:
-    from .. import visualize
+    from ..apps import visualize
     from ..plotting import have_matplotlib
 
     if not have_matplotlib():

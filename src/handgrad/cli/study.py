@@ -10,8 +10,8 @@ import os
 import numpy
 
 from .. import data, losses, optim, presets
-from ..io import atomic_write_bytes
-from ..training import fit
+from ..fsutil import atomic_write_bytes
+from ..training.loop import fit
 from .common import widths
 from .train import _RUN_OPTIONS, train_run
 

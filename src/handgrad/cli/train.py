@@ -9,10 +9,11 @@ import time
 import numpy
 
 from .. import __version__, data, losses, optim, presets, tasks
-from .. import callbacks as cb
+from ..training import callbacks as cb
 from ..gradcheck import gradcheck
-from ..io import atomic_write_bytes, load, read_metadata, save
-from ..training import TrainingDiverged, TrainingInterrupted, evaluate, fit
+from ..fsutil import atomic_write_bytes
+from ..serialization import load, read_metadata, save
+from ..training.loop import TrainingDiverged, TrainingInterrupted, evaluate, fit
 from .common import EpochPrinter
 
 #: options a resumed run takes from the run it continues

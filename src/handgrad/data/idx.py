@@ -84,7 +84,7 @@ def read_idx(path: str | os.PathLike) -> numpy.ndarray:
 
 def write_idx(path: str | os.PathLike, array: numpy.ndarray, compress: bool | None = None) -> None:
     """Write ``array`` as IDX; gzip-compressed when ``compress`` (default: path ends in .gz)."""
-    from ..io import atomic_write_bytes
+    from ..fsutil import atomic_write_bytes
 
     path = os.fspath(path)
     arr = numpy.asarray(array)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from .._checks import check_nonnegative, check_positive_int
-from ..callbacks import Callback
+from ..training.callbacks import Callback
 
 
 class Schedule(Callback):

@@ -6,10 +6,10 @@ from typing import Callable, Sequence
 
 import numpy
 
-from . import backend
-from . import metrics as M
-from ._checks import check_finite, check_positive_int
-from .losses import Loss
+from .. import backend
+from .. import metrics as M
+from .._checks import check_finite, check_positive_int
+from ..losses import Loss
 
 
 def _as_numpy_data(x, y, where: str):
@@ -109,7 +109,7 @@ def cross_validate(make_model: Callable[[], object], make_optimizer: Callable[[o
         train_idx = numpy.concatenate([f for j, f in enumerate(folds) if j != i])
         model = make_model()
         opt = make_optimizer(model)
-        from .training import fit  # (training imports this module)
+        from .loop import fit  # (training imports this module)
 
         fit(model, loss, opt, x[train_idx], y[train_idx], seed=seed + i, **fit_kwargs)
         results.append(evaluate(model, loss, x[val_idx], y[val_idx],

@@ -9,14 +9,15 @@ from typing import Callable, Sequence
 
 import numpy
 
-from . import backend, progress
-from . import metrics as M
-from ._checks import check_positive_int, check_probability
+from .. import backend
+from . import progress
+from .. import metrics as M
+from .._checks import check_positive_int, check_probability
 from .callbacks import Callback, CallbackList, History
 from .evaluation import _as_numpy_data, _class_labels, cross_validate, evaluate  # noqa: F401 (re-exported)
 from .faults import TrainingDiverged, TrainingInterrupted, _SignalFlag  # noqa: F401 (re-exported)
-from .losses import Loss
-from .optim.base import global_grad_norm
+from ..losses import Loss
+from ..optim.base import global_grad_norm
 
 
 def _split_validation(x, y, fraction, rng):
@@ -87,7 +88,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
       ``skipped_steps`` log).
 
     ``workers=k`` (k > 1) splits every mini-batch into k parts computed in k threads on replicas
-    that share the parameters (``handgrad.parallel``; needs ``threadpoolctl``): the same mini-batch
+    that share the parameters (``handgrad.training.parallel``; needs ``threadpoolctl``): the same mini-batch
     gradient up to the order of floating-point additions, faster on a multi-core CPU.
     """
     where = "fit"

@@ -3,7 +3,7 @@ one image produces in every convolution and pooling layer, class maps and detect
 
 Needs matplotlib (``pip install 'handgrad[plot]'``), imported only when a picture is drawn, so
 ``import handgrad`` works without it; a missing matplotlib raises ``ImportError`` naming the
-extra to install. Every PNG is written atomically (``handgrad.io.atomic_write_bytes``).
+extra to install. Every PNG is written atomically (``handgrad.fsutil.atomic_write_bytes``).
 ``png_bytes`` encodes a grey image as PNG without matplotlib (for scene files).
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ import zlib
 
 import numpy
 
-from . import backend
-from .layers import AvgPool2D, Conv2D, MaxPool2D
-from .layers.base import Layer
-from .model import Sequential
+from .. import backend
+from ..layers import AvgPool2D, Conv2D, MaxPool2D
+from ..layers.base import Layer
+from ..model import Sequential
 
 INSTALL_HINT = "pip install 'handgrad[plot]' (or pip install matplotlib)"
 
@@ -34,7 +34,7 @@ def _pyplot(where: str):
 
 
 def _save(fig, path, plt) -> None:
-    from .plotting import save_png
+    from ..plotting import save_png
 
     save_png(fig, path)
 

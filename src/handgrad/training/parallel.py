@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from . import backend, init
-from .layers.base import REGISTRY
-from .model import Sequential
+from .. import backend, init
+from ..layers.base import REGISTRY
+from ..model import Sequential
 
 
 def available() -> bool:

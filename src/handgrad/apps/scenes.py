@@ -14,7 +14,7 @@ from .detection import (
     geometry,
     iou,
 )
-from .model import Sequential
+from ..model import Sequential
 
 # -- synthetic scenes ------------------------------------------------------------------------------
 

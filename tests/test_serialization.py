@@ -1,4 +1,4 @@
-"""``hg.save`` / ``hg.load`` / ``hg.io.read_metadata``: round trips, atomicity, and hostile
+"""``hg.save`` / ``hg.load`` / ``hg.serialization.read_metadata``: round trips, atomicity, and hostile
 or broken files (which must raise ``ValueError`` and never run code or unpickle)."""
 from __future__ import annotations
 
@@ -233,14 +233,14 @@ def test_metadata_round_trip(tmp_path):
             "unicode": "Größe ✓", "lr": 0.05}
     path = tmp_path / "meta.safetensors"
     hg.save(mixed_model(), path, metadata=meta)
-    assert hg.io.read_metadata(path) == meta
+    assert hg.serialization.read_metadata(path) == meta
     assert isinstance(hg.load(path), hg.Sequential)
 
 
 def test_metadata_defaults_to_empty(tmp_path):
     path = tmp_path / "nometa.safetensors"
     hg.save(mixed_model(), path)
-    assert hg.io.read_metadata(path) == {}
+    assert hg.serialization.read_metadata(path) == {}
 
 
 def test_save_rejects_non_model(tmp_path):
@@ -259,7 +259,7 @@ def _only_the_previous_file(tmp_path, path, previous):
 
 def test_failing_write_midway_leaves_previous_file(saved, tmp_path, monkeypatch):
     _, path, previous = saved
-    import handgrad.io as hio
+    import handgrad.serialization as hio
 
     real_fdopen = os.fdopen
 
@@ -352,7 +352,7 @@ def test_empty_file(tmp_path):
     with pytest.raises(ValueError):
         hg.load(p)
     with pytest.raises(ValueError):
-        hg.io.read_metadata(p)
+        hg.serialization.read_metadata(p)
 
 
 def test_truncated_files(saved, tmp_path):
@@ -421,7 +421,7 @@ def test_deeply_nested_user_metadata(tmp_path):
     meta = hg_meta(dense_arch(DENSE_3_2)) | {"user": "[" * 100_000}
     p = write(tmp_path, craft({"layers.0.W": f32((2, 3)), "layers.0.b": f32((2,))}, meta))
     with pytest.raises(ValueError):
-        hg.io.read_metadata(p)
+        hg.serialization.read_metadata(p)
 
 
 def test_valid_safetensors_without_handgrad_metadata(tmp_path):
@@ -432,7 +432,7 @@ def test_valid_safetensors_without_handgrad_metadata(tmp_path):
     with pytest.raises(ValueError):
         hg.load(p)
     with pytest.raises(ValueError):
-        hg.io.read_metadata(p)
+        hg.serialization.read_metadata(p)
     # metadata present but not handgrad's
     p2 = write(tmp_path, st_save({"a": np.zeros(1, np.float32)}, metadata={"format": "pt"}), "b.st")
     with pytest.raises(ValueError):
@@ -589,7 +589,7 @@ def test_read_metadata_malformed_user_metadata(tmp_path):
         meta = hg_meta(dense_arch(DENSE_3_2)) | {"user": user}
         p = write(tmp_path, craft({"layers.0.W": f32((2, 3)), "layers.0.b": f32((2,))}, meta))
         with pytest.raises(ValueError):
-            hg.io.read_metadata(p)
+            hg.serialization.read_metadata(p)
 
 
 def test_loader_never_unpickles(saved, tmp_path, monkeypatch):
@@ -604,7 +604,7 @@ def test_loader_never_unpickles(saved, tmp_path, monkeypatch):
     monkeypatch.setattr(np, "load", forbidden)
     loaded = hg.load(path)
     assert_same_model(model, loaded)
-    assert hg.io.read_metadata(path) == {"note": "fixture"}
+    assert hg.serialization.read_metadata(path) == {"note": "fixture"}
     # a file holding a pickle (the classic exploit) is simply not a model file
     evil = pickle.dumps(os.system)  # never loaded; only its bytes are used
     with pytest.raises(ValueError):

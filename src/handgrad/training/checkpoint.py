@@ -17,8 +17,9 @@ import re
 
 import numpy
 
-from . import backend
-from .io import FORMAT_VERSION, _architecture, _parse_header, atomic_write_bytes
+from .. import backend
+from ..fsutil import atomic_write_bytes
+from ..serialization import FORMAT_VERSION, _architecture, _parse_header
 
 CHECKPOINT_VERSION = "1"
 _NAME = re.compile(r"^ckpt-(\d{10})\.safetensors$")

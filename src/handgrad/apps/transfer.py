@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from . import backend, init
-from .layers import Dense
-from .layers.base import Layer
-from .model import Sequential
+from .. import backend, init
+from ..layers import Dense
+from ..layers.base import Layer
+from ..model import Sequential
 
 
 def clone_layer(layer: Layer) -> Layer:

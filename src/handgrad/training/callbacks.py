@@ -133,7 +133,7 @@ class ModelCheckpoint(Callback):
         self._warned = False
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        from .io import save
+        from ..serialization import save
 
         logs = logs or {}
         if self.save_best_only:

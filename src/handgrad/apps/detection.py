@@ -47,8 +47,8 @@ from typing import NamedTuple
 
 import numpy
 
-from . import backend, init
-from .layers import (
+from .. import backend, init
+from ..layers import (
     AvgPool2D,
     BinaryThreshold,
     Conv2D,
@@ -63,8 +63,8 @@ from .layers import (
     StochasticBinary,
     Tanh,
 )
-from .layers.base import Layer
-from .model import Sequential
+from ..layers.base import Layer
+from ..model import Sequential
 from .transfer import clone_layer
 
 #: layers that act element-wise (any input shape) and can sit anywhere in the network
