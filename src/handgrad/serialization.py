@@ -14,7 +14,7 @@ import struct
 
 import numpy
 
-from . import backend, init
+from . import backend
 from .layers.base import REGISTRY
 from .fsutil import atomic_write_bytes
 from .model import Sequential
@@ -78,9 +78,8 @@ def _build(arch, where: str) -> Sequential:
         if cls is None:
             raise ValueError(f"{where}: layer {i} has unknown class {spec.get('class')!r}; "
                              f"known classes are {sorted(REGISTRY)}")
-        try:
-            with init.deferred():  # shapes only: nothing is drawn or allocated yet
-                layer = cls(**spec.get("config", {}))
+        try:  # shapes only: nothing is drawn or allocated before the file's tensors are checked
+            layer = cls.from_config(spec.get("config", {}), deferred=True)
         except (TypeError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
             raise ValueError(f"{where}: cannot rebuild layer {i} ({name}): {exc}") from None
         trainable = spec.get("trainable", True)

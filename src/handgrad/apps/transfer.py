@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .. import backend, init
+from .. import backend
 from ..layers import Dense
 from ..layers.base import Layer
 from ..model import Sequential
@@ -38,8 +38,8 @@ def clone_layer(layer: Layer) -> Layer:
     """An independent copy of ``layer``: rebuilt from its config, parameters copied."""
     if not isinstance(layer, Layer):
         raise TypeError(f"clone_layer: expected a Layer, got {type(layer).__name__}")
-    with init.deferred():  # shapes only: the copied parameters replace whatever init would draw
-        new = type(layer)(**layer.get_config())
+    # shapes only: the copied parameters replace whatever init would draw
+    new = type(layer).from_config(layer.get_config(), deferred=True)
     new.params = {k: p.copy() for k, p in layer.params.items()}
     new.trainable = layer.trainable
     new.zero_grads()

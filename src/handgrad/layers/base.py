@@ -67,8 +67,26 @@ class Layer:
         return tuple(input_shape)
 
     def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, JSON-serializable; ``type(self)(**config)`` rebuilds it."""
+        """Constructor arguments, JSON-serializable; ``from_config`` rebuilds the layer from them."""
         return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, deferred: bool = False) -> "Layer":
+        """A new layer built from ``get_config()``'s dict (the one place layers are rebuilt:
+        loading a file, cloning for transfer, data-parallel replicas).
+
+        ``deferred=True``: shapes only, nothing drawn or allocated (``init.deferred``); the
+        caller then puts real arrays into ``params`` (a loaded file's, a copy, shared ones).
+        A malformed config raises ``TypeError``/``ValueError`` from the constructor."""
+        if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+            raise TypeError(f"{cls.__name__}.from_config: expected a dict with string keys, "
+                            f"got {type(config).__name__}")
+        if not deferred:
+            return cls(**config)
+        from .. import init
+
+        with init.deferred():
+            return cls(**config)
 
     def set_rng(self, rng) -> None:  # noqa: B027 - optional hook
         """Give a stochastic layer the generator for its draws (``fit`` calls this)."""
