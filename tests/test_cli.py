@@ -260,3 +260,26 @@ def test_compare_reber_plots_validation_loss(tmp_path, capsys):
     assert code == 0, err
     assert re.search(r"LSTM +held-out strings entirely right \d", stdout)
     assert (tmp_path / "compare.png").is_file()
+
+
+def test_resume_charlm_mid_epoch_is_bit_identical(tmp_path, capsys):
+    """A stateful character model resumed from a mid-epoch checkpoint continues with the recurrent
+    states the checkpoint restored (truncated BPTT), so it ends with the uninterrupted run's weights."""
+    text = tmp_path / "words.txt"
+    text.write_text("apple\nbanana\ncherry\ndate\nelder\nfig\ngrape\n" * 60)
+    common = ["--text", text, "--epochs", "2", "--batch-size", "4", "--hidden", "8", "--checkpoint-every", "4"]
+    full = tmp_path / "full"
+    assert run_cli(["train", "charlm", *common, "--out", full], capsys)[0] == 0
+    part = tmp_path / "part"
+    assert run_cli(["train", "charlm", *common, "--out", part], capsys)[0] == 0
+    ckpts = sorted((part / "checkpoints").glob("ckpt-*.safetensors"))
+    # keep only a checkpoint written in the middle of epoch 2: as if the run died there
+    _, _, state = hg.training.checkpoint.load_checkpoint(str(ckpts[0]))
+    assert state["pos"]["epoch"] == 1 and 0 < state["pos"]["batch"], state["pos"]
+    for p in ckpts[1:]:
+        p.unlink()
+    code, stdout, err = run_cli(["train", "--resume", part], capsys)
+    assert code == 0, err
+    a, b = hg.load(full / "model.safetensors"), hg.load(part / "model.safetensors")
+    for (ka, pa), (kb, pb) in zip(a.parameters(), b.parameters()):
+        assert ka == kb and np.array_equal(pa, pb), ka

@@ -24,15 +24,6 @@ _RUN_OPTIONS = ("preset", "data", "subset", "hidden", "activation", "dropout", "
                 "checkpoint_every", "workers")
 
 
-class ResetStates(cb.Callback):
-    """Start every epoch of a stateful (truncated-BPTT) model from zero states."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        for layer in self.model.layers:
-            if hasattr(layer, "reset_state"):
-                layer.reset_state()
-
-
 def make_optimizer(name, model, lr, momentum, weight_decay, clip_norm):
     kw = {"weight_decay": weight_decay, "clip_norm": clip_norm}
     if name == "sgd":
@@ -119,8 +110,6 @@ def train_run(args, *, title: str = "") -> int:
     if args.early_stopping and val is not None:
         callbacks.append(cb.EarlyStopping("val_accuracy" if classes else "val_loss", patience=args.early_stopping,
                                           restore_best_weights=True))
-    if preset.task == "charlm":
-        callbacks.append(ResetStates())
     os.makedirs(args.out, exist_ok=True)
     if not resuming:
         run_options = {k: _jsonable(getattr(args, k, None)) for k in _RUN_OPTIONS}
