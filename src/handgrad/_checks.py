@@ -44,10 +44,58 @@ def check_finite(x: Any, where: str, name: str = "input") -> None:
         raise ValueError(f"{where}: {name} contains NaN or Inf values")
 
 
-def check_positive_int(value: Any, where: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
-        raise ValueError(f"{where}: expected {name} to be a positive integer, got {value!r}")
+class IntegerTypeError(TypeError, ValueError):
+    """An integer argument of the wrong type. A ``TypeError`` by kind, and a ``ValueError``
+    too, because much of the package raised ``ValueError`` for it before the checks were
+    unified (``numpy.exceptions.AxisError`` is both an ``IndexError`` and a ``ValueError``
+    for the same reason)."""
+
+
+def check_int(value: Any, where: str, name: str, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` if it is an integer (a Python ``int`` or a
+    ``numpy.integer``; never a ``bool``) in ``[minimum, maximum]`` (either bound optional).
+
+    The one integer check of the package: a wrong type raises ``IntegerTypeError`` (a
+    ``TypeError`` and a ``ValueError``), an integer out of range ``ValueError``."""
+    if minimum is not None and maximum is not None:
+        want = f"an integer in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        want = f"an integer >= {minimum}"
+    elif maximum is not None:
+        want = f"an integer <= {maximum}"
+    else:
+        want = "an integer"
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)):
+        raise IntegerTypeError(f"{where}: expected {name} to be {want}, got {type(value).__name__} {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{where}: expected {name} to be {want}, got {value!r}")
     return int(value)
+
+
+def check_positive_int(value: Any, where: str, name: str) -> int:
+    """``check_int(value, where, name, minimum=1)``."""
+    return check_int(value, where, name, minimum=1)
+
+
+def check_bool(value: Any, where: str, name: str) -> bool:
+    """Return ``value`` if it is a ``bool`` (``numpy.bool_`` too); anything else is a ``TypeError``
+    (a flag given as 0/1 or "yes" is a mistake worth naming)."""
+    if not isinstance(value, (bool, numpy.bool_)):
+        raise TypeError(f"{where}: expected {name} to be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_option(value: Any, where: str, name: str, choices) -> Any:
+    """Return ``value`` if it is one of ``choices`` (strings or other hashable options)."""
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable value against a set
+        ok = False
+    if not ok:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{where}: expected {name} to be one of {listed}, got {value!r}")
+    return value
 
 
 def check_probability(value: Any, where: str, name: str, *, closed_right: bool = False) -> float:

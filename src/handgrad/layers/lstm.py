@@ -1,18 +1,23 @@
 """Long short-term memory layer with backpropagation through time (``003`` §7; ``000`` §3.3).
 
-Legend: N batch, T time steps, F input features, H memory blocks (single-celled).
+Legend: N batch, T time steps, F input features, H memory blocks (single-celled). Initial
+states, ``stateful``, ``mask_value``, ``record_delta_norms`` and the loops over time are shared
+with ``RNN`` (``layers/bptt.py``); this file holds the LSTM's own equations.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from .. import backend, init
-from .base import register
-from .recurrent import _Recurrent
+from .._checks import check_bool
+from .base import ParamCache, register
+from .bptt import Recurrent
 
 
 @register
-class LSTM(_Recurrent):
+class LSTM(Recurrent):
     r"""LSTM with input (I), forget (F) and output (O) gates and a cell candidate (g), gate rows
     stacked in the order I, F, g, O (as PyTorch).
 
@@ -49,6 +54,7 @@ class LSTM(_Recurrent):
     """
 
     n_states = 2
+    n_gates = 4
 
     def __init__(self, input_size: int, hidden_size: int, peepholes: bool = False, return_sequences: bool = True,
                  *, stateful: bool = False, mask_value: float | None = None, record_delta_norms: bool = False,
@@ -56,108 +62,85 @@ class LSTM(_Recurrent):
                  dtype=backend.DEFAULT_DTYPE) -> None:
         super().__init__()
         where = self._setup(input_size, hidden_size, return_sequences, stateful, mask_value, record_delta_norms)
-        if not isinstance(peepholes, bool):
-            raise TypeError(f"{where}: expected peepholes to be a bool, got {peepholes!r}")
-        self.peepholes = peepholes
+        self.peepholes = check_bool(peepholes, where, "peepholes")
         self.forget_bias = float(forget_bias)
         if self.forget_bias != self.forget_bias or abs(self.forget_bias) == float("inf"):
             raise ValueError(f"{where}: expected forget_bias to be a finite number, got {forget_bias!r}")
-        self.weight_init = weight_init
-        dt = backend.resolve_dtype(dtype, where)
-        gen = backend.make_rng(rng)
-        xp = backend.default_xp()
-        H, Fin = hidden_size, input_size
-        b = init.bias("zeros", (4 * H,), gen, dt, where)
-        if self.forget_bias and not init.is_deferred():
-            b = b.copy()
-            b[H:2 * H] = self.forget_bias
-        self.params = {
-            "W_ih": backend.asarray(init.weights(weight_init, (4 * H, Fin), Fin, 4 * H, gen, dt, where), xp=xp),
-            "W_hh": backend.asarray(init.weights(weight_init, (4 * H, H), H, 4 * H, gen, dt, where), xp=xp),
-            "b": backend.asarray(b, xp=xp),
-        }
+        gen, dt, xp = self._init_params(weight_init, rng, dtype, where)
+        H = hidden_size
+        if self.forget_bias and not init.is_deferred():  # a deferred bias is a read-only placeholder
+            self.params["b"][H:2 * H] = self.forget_bias
         if peepholes:
             self.params["w_peep"] = backend.asarray(init.bias("zeros", (3, H), gen, dt, where), xp=xp)
         self.zero_grads()
+        # Internally the gate blocks are kept in the order (I, F, O, g), so the three sigmoid
+        # gates are one contiguous block; the public parameters keep PyTorch's order (I, F, g, O).
+        self._perm = numpy.concatenate([numpy.arange(0, 2 * H), numpy.arange(3 * H, 4 * H),
+                                        numpy.arange(2 * H, 3 * H)])
+        self._inv = numpy.argsort(self._perm)
+        self._internal = ParamCache(("W_ih", "W_hh", "b", "w_peep"))
 
     def __repr__(self) -> str:
         return f"LSTM({self.input_size}→{self.hidden_size}{', peepholes' if self.peepholes else ''})"
 
-    # Internally the gate blocks are kept in the order (I, F, O, g), so the three sigmoid gates
-    # are one contiguous block; the public parameters keep PyTorch's order (I, F, g, O).
-    @staticmethod
-    def _perm(H):
-        import numpy
+    # -- the weights in the internal gate order, built once per parameter change ------------
+    def _weights(self) -> dict[str, Any]:
+        return self._internal.get(self.params, self._build_internal)
 
-        return numpy.concatenate([numpy.arange(0, 2 * H), numpy.arange(3 * H, 4 * H), numpy.arange(2 * H, 3 * H)])
-
-    def _forward(self, x, training, states):
-        xp = backend.array_module(x)
+    def _build_internal(self, W_ih, W_hh, b, w_peep) -> dict[str, Any]:
+        """Rows permuted to (I, F, O, g); ``*_half`` with the sigmoid rows halved for the forward:
+        σ(a) = ½ tanh(a/2) + ½, so one tanh over all four blocks then ½·+½ on the gate block
+        gives every activation."""
+        xp = backend.array_module(W_ih)
         H = self.hidden_size
-        perm = self._perm(H)
-        # σ(a) = ½ tanh(a/2) + ½: the I, F, O rows of the weights are halved once here, so one tanh
-        # over all four blocks then ½·+½ on the gate blocks gives every activation
-        half = xp.ones(4 * H, dtype=self.params["W_ih"].dtype)
+        half = xp.ones(4 * H, dtype=W_ih.dtype)
         half[:3 * H] = 0.5
-        W_ih, W_hh, b = (self.params[k][perm] for k in ("W_ih", "W_hh", "b"))
-        W_ih, W_hh, b = W_ih * half[:, None], W_hh * half[:, None], b * half
-        n, T, _ = x.shape
-        mask = self._step_mask(x)
-        # time-major buffers, so every per-step slice is contiguous (BLAS writes into it directly)
-        gates = xp.matmul(x.transpose(1, 0, 2), W_ih.T)  # (T, N, 4H): A_t, then activated i, f, o, g
-        gates += b
-        dt = gates.dtype
-        hs = xp.empty((T + 1, n, H), dtype=dt)     # hs[t] = h_{t−1} for step t (hs[0] = h_0)
-        cs = xp.empty((T + 1, n, H), dtype=dt)     # cs[0] = c_0
-        tcs = xp.empty((T, n, H), dtype=dt)        # tanh(c_t)
-        hs[0], cs[0] = states
-        W_hhT = W_hh.T
-        peep = self.params.get("w_peep")
-        half_peep = None if peep is None else peep * 0.5
-        tmp = xp.empty((n, 4 * H), dtype=dt)
-        for t in range(T):
-            c_prev = cs[t]
-            a = gates[t]
-            xp.matmul(hs[t], W_hhT, out=tmp)
-            a += tmp
-            if peep is not None:  # ψ ⊙ c_{t−1} into the (halved) I, F, O blocks
-                a[:, :3 * H] += (c_prev[:, None, :] * half_peep).reshape(n, 3 * H)
-            xp.tanh(a, out=a)
-            sig = a[:, :3 * H]
-            sig *= 0.5
-            sig += 0.5
-            g = a[:, 3 * H:]
-            c = cs[t + 1]
-            xp.multiply(a[:, H:2 * H], c_prev, out=c)
-            c += a[:, :H] * g
-            tc = tcs[t]
-            xp.tanh(c, out=tc)
-            h = hs[t + 1]
-            xp.multiply(a[:, 2 * H:3 * H], tc, out=h)
-            if mask is not None:  # padding carries (h, c) unchanged
-                m = mask[:, t]
-                c -= c_prev
-                c *= m
-                c += c_prev
-                h -= hs[t]
-                h *= m
-                h += hs[t]
-        if training:
-            self._x, self._hs, self._cs, self._gates, self._tcs, self._mask = x, hs, cs, gates, tcs, mask
-        out = hs[1:].transpose(1, 0, 2) if self.return_sequences else hs[T]
-        return out, [hs[T], cs[T]]
+        W_ih, W_hh, b = W_ih[self._perm], W_hh[self._perm], b[self._perm]
+        return {"W_ih": W_ih, "W_hh": W_hh, "b": b,
+                "W_ih_half": W_ih * half[:, None], "W_hh_half": W_hh * half[:, None], "b_half": b * half,
+                "w_peep": w_peep, "w_peep_half": None if w_peep is None else w_peep * 0.5}
 
-    def _backward(self, grad_y, need_input_grad):
-        xp = backend.array_module(grad_y)
-        x, hs, cs, gates, tcs, mask = self._x, self._hs, self._cs, self._gates, self._tcs, self._mask
-        H = self.hidden_size
-        n, T, _ = x.shape
-        perm = self._perm(H)
-        W_hh = self.params["W_hh"][perm]
-        peep = self.params.get("w_peep")
-        dt = grad_y.dtype
+    def _input_term(self, xp, x_tm, w):
+        A = xp.matmul(x_tm, w["W_ih_half"].T)  # (T, N, 4H): A_t/2 on the gate rows, then activated i, f, o, g
+        A += w["b_half"]
+        return A
+
+    # -- forward: 000 eqs. (30)–(35) ----------------------------------------------------------
+    def _begin_forward(self, run) -> None:
+        xp, (T, n, _) = run.xp, run.A.shape
+        run.W_hhT = run.w["W_hh_half"].T
+        run.tcs = xp.empty((T, n, self.hidden_size), dtype=run.A.dtype)   # tanh(c_t)
+        run.tmp = xp.empty((n, 4 * self.hidden_size), dtype=run.A.dtype)
+
+    def _step(self, run, t: int) -> None:
+        xp, H = run.xp, self.hidden_size
+        hs, cs = run.states                        # hs[t] = h_{t−1} for step t (hs[0] = h_0)
+        c_prev, a = cs[t], run.A[t]
+        n = a.shape[0]
+        xp.matmul(hs[t], run.W_hhT, out=run.tmp)
+        a += run.tmp
+        peep = run.w["w_peep_half"]
+        if peep is not None:  # ψ ⊙ c_{t−1} into the (halved) I, F, O blocks
+            a[:, :3 * H] += (c_prev[:, None, :] * peep).reshape(n, 3 * H)
+        xp.tanh(a, out=a)
+        sig = a[:, :3 * H]                         # i, f, o = σ(A_I), σ(A_F), σ(A_O)
+        sig *= 0.5
+        sig += 0.5
+        g = a[:, 3 * H:]                           # g = tanh(A_g)
+        c = cs[t + 1]
+        xp.multiply(a[:, H:2 * H], c_prev, out=c)  # c_t = f ⊙ c_{t−1} + i ⊙ g
+        c += a[:, :H] * g
+        tc = run.tcs[t]
+        xp.tanh(c, out=tc)
+        xp.multiply(a[:, 2 * H:3 * H], tc, out=hs[t + 1])  # h_t = o ⊙ tanh(c_t)
+
+    # -- backward: 003 §7 statements (2)–(11) ---------------------------------------------------
+    def _begin_backward(self, run, dt) -> None:
+        xp, H = run.xp, self.hidden_size
+        gates, tcs, c_prev_all = run.A, run.tcs, run.states[1][:-1]
+        T, n, _ = gates.shape
         i, f, o, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
-        c_prev_all = cs[:T]
+        run.f = f
         # Every factor of statements (2)–(6) that does not depend on the errors, for all steps at
         # once (large vectorized operations instead of many small ones inside the loop):
         #   δ_I = ε_s ⊙ [g i(1−i)],  δ_F = ε_s ⊙ [c_{t−1} f(1−f)],  δ_O = ε_a ⊙ [tanh(c_t) o(1−o)],
@@ -167,47 +150,36 @@ class LSTM(_Recurrent):
         coef[..., H:2 * H] = c_prev_all * f * (1 - f)
         coef[..., 2 * H:3 * H] = tcs * o * (1 - o)
         coef[..., 3 * H:] = i * (1 - g * g)
-        to_s = o * (1 - tcs * tcs)
-        dA = xp.empty((T, n, 4 * H), dtype=dt)                   # δ_I, δ_F, δ_O, δ_g per step
-        dh = xp.zeros((n, H), dtype=dt)                           # Σ_G δ_G[t+1] W_hh,G
-        dc = xp.zeros((n, H), dtype=dt)                           # ε_s[t+1] f_{t+1} + Σ_G ψ_G δ_G[t+1]
-        for t in range(T - 1, -1, -1):
-            if self.return_sequences:
-                eps_a = grad_y[:, t] + dh                         # (7)
-            else:
-                eps_a = dh + grad_y if t == T - 1 else dh
-            if mask is not None:
-                m = mask[:, t]
-                carry_h, carry_c = (1 - m) * eps_a, (1 - m) * dc
-                eps_a = eps_a * m
-                dc = dc * m
-            eps_s = eps_a * to_s[t]                               # (6)
-            eps_s += dc
-            d, k = dA[t], coef[t]
-            xp.multiply(k[:, :2 * H].reshape(n, 2, H), eps_s[:, None, :], out=d[:, :2 * H].reshape(n, 2, H))  # (5), (4)
-            xp.multiply(k[:, 2 * H:3 * H], eps_a, out=d[:, 2 * H:3 * H])                                      # (2)
-            xp.multiply(k[:, 3 * H:], eps_s, out=d[:, 3 * H:])                                                 # (3)
-            dh = d @ W_hh
-            dc = eps_s * f[t]
-            if peep is not None:
-                dc += (d[:, :3 * H].reshape(n, 3, H) * peep).sum(axis=1)
-            if mask is not None:
-                dh += carry_h
-                dc += carry_c
-        d2 = dA.reshape(-1, 4 * H)                                # rows ordered (t, n)
-        inv = xp.argsort(xp.asarray(perm))                        # back to the public (I, F, g, O) order
-        if self.trainable:
-            self.grads["b"] = d2.sum(axis=0)[inv]                                              # (8), (12)
-            self.grads["W_ih"] = (d2.T @ x.transpose(1, 0, 2).reshape(-1, self.input_size))[inv]  # (9), (13)
-            self.grads["W_hh"] = (d2.T @ hs[:T].reshape(-1, H))[inv]                            # (10), (14)
-            if peep is not None:                                                                # (11)
-                self.grads["w_peep"] = (dA[..., :3 * H].reshape(T, n, 3, H) * c_prev_all[:, :, None, :]).sum(axis=(0, 1))
-        self.grad_initial_state = (dh, dc)
-        self.delta_norms = (backend.to_numpy(xp.sqrt((dA * dA).sum(axis=2)).mean(axis=1)).tolist()
-                            if self.record_delta_norms else None)
-        if not need_input_grad:
-            return None
-        return xp.matmul(dA, self.params["W_ih"][perm]).transpose(1, 0, 2)
+        run.coef, run.to_s = coef, o * (1 - tcs * tcs)
+
+    def _step_back(self, run, t: int, errs, d):
+        """Given ε_a[t] (7) and the cell-state error from step t+1, write δ_I, δ_F, δ_O, δ_g of
+        step t into ``d``; return the errors reaching h_{t−1} and c_{t−1}."""
+        xp, H = run.xp, self.hidden_size
+        eps_a, dc = errs                                      # dc = ε_s[t+1] f_{t+1} + Σ_G ψ_G δ_G[t+1]
+        n = eps_a.shape[0]
+        eps_s = eps_a * run.to_s[t]                           # (6)
+        eps_s += dc
+        k = run.coef[t]
+        xp.multiply(k[:, :2 * H].reshape(n, 2, H), eps_s[:, None, :], out=d[:, :2 * H].reshape(n, 2, H))  # (5), (4)
+        xp.multiply(k[:, 2 * H:3 * H], eps_a, out=d[:, 2 * H:3 * H])                                      # (2)
+        xp.multiply(k[:, 3 * H:], eps_s, out=d[:, 3 * H:])                                                 # (3)
+        dh = d @ run.w["W_hh"]                                # Σ_G δ_G[t] W_hh,G, into (7) at t−1
+        dc = eps_s * run.f[t]
+        peep = run.w["w_peep"]
+        if peep is not None:
+            dc += (d[:, :3 * H].reshape(n, 3, H) * peep).sum(axis=1)
+        return [dh, dc]
+
+    def _public_grads(self, run, deltas, grads):
+        inv = self._inv                                       # back to the public (I, F, g, O) order
+        out = {k: v[inv] for k, v in grads.items()}
+        if run.w["w_peep"] is not None:                       # (11)
+            T, n, _ = deltas.shape
+            H = self.hidden_size
+            c_prev_all = run.states[1][:-1]
+            out["w_peep"] = (deltas[..., :3 * H].reshape(T, n, 3, H) * c_prev_all[:, :, None, :]).sum(axis=(0, 1))
+        return out
 
     def get_config(self) -> dict[str, Any]:
         return {**self._common_config(), "peepholes": self.peepholes, "forget_bias": self.forget_bias,
