@@ -11,7 +11,8 @@ from .training.callbacks import Callback, EarlyStopping, History, LambdaCallback
 from .gradcheck import GradcheckResult, gradcheck
 from .serialization import load, save
 from .model import Sequential
-from .training.evaluation import cross_validate, evaluate
+from .training.crossval import cross_validate
+from .training.evaluation import evaluate
 from .training.loop import fit
 
 __version__ = "0.1.0"

@@ -1,10 +1,13 @@
 """Data sets and evaluations behind the presets: what ``handgrad train PRESET`` trains on and
 how it reports the result.
 
-Each task loads ``(train, test)`` pairs of ``(x, y)`` arrays and evaluates a trained model
-with the measure its literature uses: test accuracy for Fashion-MNIST, the 1997 all-steps
-criterion for the embedded Reber grammar, the (unhalved) MSE against the 0.167 baseline for
-the adding problem, and per-character cross-entropy for the character model.
+Each task loads ``(train, validation, test)`` pairs of ``(x, y)`` arrays — the validation
+pair held out of the training data (``003`` §4: training data to learn, validation data to
+choose, test data touched once, at the end), None when ``val_split`` is 0 — and evaluates a
+trained model on the test pair with the measure its literature uses: test accuracy for
+Fashion-MNIST, the 1997 all-steps criterion for the embedded Reber grammar, the (unhalved)
+MSE against the 0.167 baseline for the adding problem, and per-character cross-entropy for
+the character model. Every report names its test numbers ``test_*``.
 """
 from __future__ import annotations
 
@@ -18,25 +21,47 @@ from . import data, functional as F
 from .training.evaluation import evaluate
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """What a task's data depends on (the command line fills it; see ``cli.common``)."""
+    seed: int = 0
+    val_split: float = 0.0       # fraction of the training data held out for validation
+    subset: bool = False         # fashion: the subset shipped with handgrad
+    data: str | None = None      # fashion: folder of the IDX files
+    samples: int | None = None   # reber/adding: training sequences
+    length: int | None = None    # adding: sequence length T
+    text: str | None = None      # charlm: text file
+    max_chars: int | None = None
+    batch_size: int | None = None  # charlm: the streams of truncated BPTT
+
+
 @dataclass
 class Task:
     name: str
-    load: Callable  # (options, preset) -> ((x, y), (x_test, y_test), extra dict)
+    load: Callable  # (DataOptions, preset) -> ((x, y), (x_val, y_val) or None, (x_test, y_test), extra)
     report: Callable  # (model, loss, test, extra) -> dict of named results
     fit_options: dict
 
 
-def _fashion_load(opts, preset):
-    if getattr(opts, "subset", False):
+def _hold_out(train, opts: DataOptions, stratify: bool = False):
+    """``(train, val)``: a seeded ``opts.val_split`` of the training pair (val None at 0)."""
+    if not opts.val_split:
+        return train, None
+    return data.train_val_split(*train, opts.val_split, seed=opts.seed, stratify=stratify)
+
+
+def _fashion_load(opts: DataOptions, preset):
+    if opts.subset:
         (xtr, ytr), (xte, yte) = data.load_fashion_mnist_subset()
     else:
-        (xtr, ytr), (xte, yte) = data.load_fashion_mnist(getattr(opts, "data", None))
+        (xtr, ytr), (xte, yte) = data.load_fashion_mnist(opts.data)
     shape = preset.input_shape
     flat = len(shape) == 1
     xtr, xte = data.to_float(xtr, flatten=flat), data.to_float(xte, flatten=flat)
     if not flat:
         xtr, xte = xtr.reshape((-1, *shape)), xte.reshape((-1, *shape))
-    return (xtr, ytr), (xte, yte), {}
+    train, val = _hold_out((xtr, ytr), opts, stratify=True)
+    return train, val, (xte, yte), {}
 
 
 def _fashion_report(model, loss, test, extra):
@@ -46,51 +71,56 @@ def _fashion_report(model, loss, test, extra):
             "summary": f"test accuracy {res['accuracy'] * 100:.2f}%   test loss {res['loss']:.4f}"}
 
 
-def _reber_load(opts, preset):
-    n = getattr(opts, "samples", None) or 4000
+def _reber_load(opts: DataOptions, preset):
+    n = opts.samples or 4000
     train = data.embedded_reber(n, numpy.random.default_rng(opts.seed))
     test = data.embedded_reber(1000, numpy.random.default_rng(opts.seed + 10_000))
-    return (train.x, train.targets), (test.x, test.targets), {"test_lengths": test.lengths}
+    train, val = _hold_out((train.x, train.targets), opts)
+    return train, val, (test.x, test.targets), {"test_lengths": test.lengths}
 
 
 def _reber_report(model, loss, test, extra):
     logits = model.predict(test[0])
     strings, steps = data.reber_accuracy(F.sigmoid(logits), test[1], extra["test_lengths"])
-    return {"string_accuracy": strings, "step_accuracy": steps,
+    return {"test_loss": evaluate(model, loss, *test, metrics=())["loss"], "string_accuracy": strings,
+            "step_accuracy": steps, "test_string_accuracy": strings, "test_step_accuracy": steps,
             "summary": f"held-out embedded Reber strings predicted entirely right: {strings * 100:.1f}% "
                        f"(per step {steps * 100:.2f}%)"}
 
 
-def _adding_load(opts, preset):
-    T = getattr(opts, "length", None) or 100
-    n = getattr(opts, "samples", None) or 20_000
+def _adding_load(opts: DataOptions, preset):
+    T = opts.length or 100
+    n = opts.samples or 20_000
     train = data.adding_problem(n, T, numpy.random.default_rng(opts.seed))
     test = data.adding_problem(2000, T, numpy.random.default_rng(opts.seed + 10_000))
-    return train, test, {"T": T}
+    train, val = _hold_out(train, opts)
+    return train, val, test, {"T": T}
 
 
 def _adding_report(model, loss, test, extra):
     pred = model.predict(test[0])
     mse = float(((pred - test[1]) ** 2).mean())
     baseline = data.adding_baseline(test[1])["mse"]
-    return {"test_mse": mse, "baseline_mse": baseline, "T": extra["T"],
+    return {"test_loss": evaluate(model, loss, *test, metrics=())["loss"], "test_mse": mse, "baseline_mse": baseline,
+            "T": extra["T"],
             "summary": f"adding problem T={extra['T']}: test MSE {mse:.4f} (always answering 1.0 gives "
                        f"{baseline:.3f})"}
 
 
-def _charlm_load(opts, preset):
-    path = getattr(opts, "text", None)
-    corpus = data.CharCorpus.from_file(path, max_chars=getattr(opts, "max_chars", None) or 400_000)
+def _charlm_load(opts: DataOptions, preset):
+    corpus = data.CharCorpus.from_file(opts.text, max_chars=opts.max_chars or 400_000)
     cut = int(len(corpus.data) * 0.9)
-    train_c = data.CharCorpus(corpus.decode(corpus.data[:cut]), vocab=corpus.chars)
-    test_c = data.CharCorpus(corpus.decode(corpus.data[cut:]), vocab=corpus.chars)
-    batch = getattr(opts, "batch_size", None) or preset.defaults["batch_size"]
+    # text is held out in contiguous pieces (random windows would overlap the training streams):
+    # the last 10% is the test text, the validation text the val_split end of the rest
+    val_cut = cut - int(round(cut * opts.val_split)) if opts.val_split else cut
+    piece = lambda a, b: data.CharCorpus(corpus.decode(corpus.data[a:b]), vocab=corpus.chars)  # noqa: E731
+    batch = opts.batch_size or preset.defaults["batch_size"]
     seq = 50
     # lay the streams out so that consecutive batches continue each stream (truncated BPTT)
-    xs, ys = zip(*train_c.batches_for_truncated_bptt(batch, seq))
+    xs, ys = zip(*piece(0, val_cut).batches_for_truncated_bptt(batch, seq))
     x, y = numpy.concatenate(xs), numpy.concatenate(ys)
-    xt, yt = test_c.windows(seq)
-    return (x, y), (xt, yt), {"corpus": corpus, "vocab_size": corpus.vocab_size}
+    val = piece(val_cut, cut).windows(seq) if val_cut < cut else None
+    return (x, y), val, piece(cut, None).windows(seq), {"corpus": corpus, "vocab_size": corpus.vocab_size}
 
 
 def _charlm_report(model, loss, test, extra):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..tasks import DataOptions
 from ..training.callbacks import Callback
 
 
@@ -43,3 +44,11 @@ def data_args(sp) -> None:
     g.add_argument("--data", metavar="DIR", help="folder with the Fashion-MNIST IDX files "
                    "(default: $HANDGRAD_DATA, then /usr/share/datasets/fashion-mnist)")
     g.add_argument("--subset", action="store_true", help="use the small subset shipped with handgrad")
+
+
+def data_options(args, **override) -> DataOptions:
+    """The task options (``handgrad.tasks.DataOptions``) from a parsed command line; options a
+    subcommand lacks keep their defaults."""
+    fields = {k: getattr(args, k) for k in DataOptions.__dataclass_fields__ if getattr(args, k, None) is not None}
+    fields.update(override)
+    return DataOptions(**fields)

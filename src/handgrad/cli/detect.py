@@ -11,7 +11,7 @@ import numpy
 from .. import data, losses, optim
 from ..fsutil import atomic_write_bytes
 from ..serialization import load, read_metadata, save
-from ..training.loop import fit
+from ..training import fit
 from .common import EpochPrinter as _EpochPrinter
 
 # -- detection and pictures (``003`` §5) -----------------------------------------------------------
@@ -271,13 +271,13 @@ def add_commands(sub, data_args) -> None:
     dt = sub.add_parser("detect", help="find items in a larger image by sliding a saved classifier over it")
     dt.add_argument("model")
     dt.add_argument("image", help="a grey image, .npy (pixels in [0, 1] or uint8) or .png")
-    dt.add_argument("--out", default="handgrad-detect", help="output folder (default: handgrad-detect)")
+    dt.add_argument("--out", default=os.path.join("runs", "detect"), help="output folder (default: runs/detect)")
     detection_args(dt)
     dt.set_defaults(func=cmd_detect)
 
     sc = sub.add_parser("scenes", help="write scenes of Fashion-MNIST items on a black canvas (and detect in them)")
     data_args(sc)
-    sc.add_argument("--out", default="handgrad-scenes", help="output folder (default: handgrad-scenes)")
+    sc.add_argument("--out", default=os.path.join("runs", "scenes"), help="output folder (default: runs/scenes)")
     sc.add_argument("--n", type=int, default=100, help="number of scenes (default 100)")
     sc.add_argument("--size", type=int, default=96, help="canvas side in pixels (default 96)")
     sc.add_argument("--items", type=int, nargs=2, default=(2, 4), metavar=("MIN", "MAX"),
@@ -291,7 +291,7 @@ def add_commands(sub, data_args) -> None:
     td = sub.add_parser("train-detector", help="fine-tune a saved classifier with a background class for detection")
     td.add_argument("model")
     data_args(td)
-    td.add_argument("--out", default="runs/detector", help="output folder (default: runs/detector)")
+    td.add_argument("--out", default=os.path.join("runs", "detector"), help="output folder (default: runs/detector)")
     td.add_argument("--epochs", type=int, default=3)
     td.add_argument("--lr", type=float, default=0.02)
     td.add_argument("--batch-size", type=int, default=64)
@@ -302,6 +302,6 @@ def add_commands(sub, data_args) -> None:
 
     vz = sub.add_parser("visualize", help="draw a convolutional model's filters and feature maps")
     vz.add_argument("model")
-    vz.add_argument("--out", default="handgrad-visualize", help="output folder (default: handgrad-visualize)")
+    vz.add_argument("--out", default=os.path.join("runs", "visualize"), help="output folder (default: runs/visualize)")
     vz.add_argument("--index", type=int, default=0, help="which subset test image to use (default 0)")
     vz.set_defaults(func=cmd_visualize)

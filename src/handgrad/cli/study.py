@@ -11,9 +11,9 @@ import numpy
 
 from .. import data, losses, optim, presets
 from ..fsutil import atomic_write_bytes
-from ..training.loop import fit
+from ..training import fit
 from .common import widths
-from .train import _RUN_OPTIONS, train_run
+from .train import _RUN_OPTIONS, VAL_SPLIT, train_run
 
 
 def cmd_diagnose(args) -> int:
@@ -64,9 +64,8 @@ def cmd_diagnose(args) -> int:
 
 def cmd_compare(args) -> int:
     """Train a sequence preset once per recurrent cell and plot their validation curves together
-    (for ``adding``: the test MSE per epoch against the 0.167 baseline of always answering 1.0)."""
-    import argparse as _argparse
-
+    (for ``adding``: the validation MSE per epoch against the 0.167 baseline of always answering
+    1.0); the test results are printed once every cell has finished training (``003`` §4)."""
     preset = presets.get(args.preset)
     if preset.task not in ("adding", "reber", "fashion") or args.preset not in ("adding", "reber", "lstm", "rnn"):
         raise ValueError(f"compare: expected a recurrent preset (adding, reber, lstm, rnn), got {args.preset!r}")
@@ -77,7 +76,9 @@ def cmd_compare(args) -> int:
         for k in _RUN_OPTIONS:
             if not hasattr(sub, k):
                 setattr(sub, k, None)
-        sub.val_split = sub.val_split or 0.0
+        sub.val_split = VAL_SPLIT if sub.val_split is None else sub.val_split
+        if not sub.val_split:
+            raise ValueError("compare: plots validation curves, so it needs --val-split > 0")
         sub.early_stopping = sub.early_stopping or 0
         print(f"\n=== {args.preset} with cell {cell} ===")
         code = train_run(sub)
@@ -85,7 +86,6 @@ def cmd_compare(args) -> int:
             return code
         with open(os.path.join(sub.out, "history.json"), encoding="utf-8") as fh:
             results[cell] = json.load(fh)
-    del _argparse
     adding = preset.task == "adding"
     key = "val_accuracy" if all("val_accuracy" in r["history"] for r in results.values()) else "val_loss"
     curves = {f"{cell.upper()}": [(2 * v if adding else v) for v in r["history"][key]] for cell, r in results.items()}
@@ -112,7 +112,7 @@ def cmd_compare(args) -> int:
             base = next(iter(results.values()))["baseline_mse"]
             ax.axhline(base, color="grey", linestyle="--", label=f"always 1.0 ({base:.3f})")
             ax.set_yscale("log")
-            ax.set_ylabel("test MSE")
+            ax.set_ylabel("validation MSE")
             ax.set_title(f"adding problem, T={next(iter(results.values()))['T']}")
         else:
             ax.set_ylabel("validation accuracy" if key == "val_accuracy" else "validation loss")
@@ -137,14 +137,16 @@ def add_commands(sub, data_args) -> None:
         cp.add_argument(opt, type=int)
     cp.add_argument("--hidden", type=widths)
     cp.add_argument("--lr", type=float)
+    cp.add_argument("--val-split", type=float, default=VAL_SPLIT,
+                    help=f"fraction of the training set held out for the validation curves (default {VAL_SPLIT})")
     cp.add_argument("--seed", type=int, default=0)
-    cp.add_argument("--out", default="runs/compare")
-    cp.set_defaults(func=cmd_compare, val_split=0.0, early_stopping=0)
+    cp.add_argument("--out", default=os.path.join("runs", "compare"), help="output folder (default: runs/compare)")
+    cp.set_defaults(func=cmd_compare, early_stopping=0)
 
     dg = sub.add_parser("diagnose", help="show the error signal vanish along time (RNN vs LSTM) and depth")
     dg.add_argument("--length", type=int, default=100, help="adding-problem sequence length (default 100)")
     dg.add_argument("--samples", type=int, default=4096)
     dg.add_argument("--epochs", type=int, default=8)
     dg.add_argument("--seed", type=int, default=0)
-    dg.add_argument("--out", default="handgrad-diagnose")
+    dg.add_argument("--out", default=os.path.join("runs", "diagnose"), help="output folder (default: runs/diagnose)")
     dg.set_defaults(func=cmd_diagnose)

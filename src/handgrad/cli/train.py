@@ -13,8 +13,11 @@ from ..training import callbacks as cb
 from ..gradcheck import gradcheck
 from ..fsutil import atomic_write_bytes
 from ..serialization import load, read_metadata, save
-from ..training.loop import TrainingDiverged, TrainingInterrupted, evaluate, fit
-from .common import EpochPrinter
+from ..training import TrainingDiverged, TrainingInterrupted, evaluate, fit
+from .common import EpochPrinter, data_options
+
+#: the fraction of the training set ``train`` and ``demo`` hold out for validation by default
+VAL_SPLIT = 0.1
 
 #: options a resumed run takes from the run it continues
 _RUN_OPTIONS = ("preset", "data", "subset", "hidden", "activation", "dropout", "pool", "cell", "augment",
@@ -90,17 +93,17 @@ def train_run(args, *, title: str = "") -> int:
     d = preset.defaults
     pick = lambda name: getattr(args, name) if getattr(args, name, None) is not None else d.get(name)  # noqa: E731
     epochs, batch_size, lr = pick("epochs"), pick("batch_size"), pick("lr")
-    (xtr, ytr), (xte, yte), extra = task.load(args, preset)
+    val_split = args.val_split if args.val_split is not None else VAL_SPLIT
+    if args.early_stopping and not val_split:
+        raise ValueError("--early-stopping chooses the weights on validation data: it needs --val-split > 0 "
+                         "(the test set is never used to choose)")
+    # 003 §4: the training data to learn, a held-out part of it to validate and choose (early
+    # stopping), the test data touched once, after training
+    (xtr, ytr), val, (xte, yte), extra = task.load(data_options(args, val_split=val_split), preset)
     model = preset.build(**_build_kwargs(args, preset, pick, extra))
     loss = preset.loss()
     opt = make_optimizer(pick("optimizer"), model, lr, pick("momentum"), pick("weight_decay"), pick("clip_norm"))
     classes = ytr.dtype.kind in "iu" and preset.task == "fashion"
-    if preset.task == "charlm":
-        val = None  # a stateful model is evaluated after training, on independent windows
-    elif args.val_split:
-        (xtr, ytr), val = data.train_val_split(xtr, ytr, args.val_split, seed=args.seed, stratify=classes)
-    else:
-        val = (xte, yte)
     callbacks = [EpochPrinter(epochs)]
     schedule = pick("schedule")
     if schedule == "cosine":
@@ -116,8 +119,9 @@ def train_run(args, *, title: str = "") -> int:
         atomic_write_bytes(os.path.join(args.out, "run.json"), json.dumps(run_options, indent=2).encode())
 
     print(title or f"handgrad {__version__}: training preset {preset.name!r} ({preset.description})")
-    what = "validation" if args.val_split else "test"
-    print(f"data: {len(xtr)} training" + (f", {len(val[0])} {what}" if val is not None else "") + " samples"
+    print(f"data: {len(xtr)} training, " + (f"{len(val[0])} validation ({val_split:g} of the training set, "
+                                              f"seed {args.seed})" if val is not None else "no validation")
+          + f", {len(xte)} test samples (evaluated once, after training)"
           + (" (shipped subset)" if getattr(args, "subset", False) else ""))
     shape = preset.input_shape if None not in preset.input_shape else None
     print(model.summary(shape))
@@ -147,7 +151,7 @@ def train_run(args, *, title: str = "") -> int:
         print(f"\n{exc}")
         return 3
     seconds = time.perf_counter() - t0
-    report = task.report(model, loss, (xte, yte), extra)
+    report = task.report(model, loss, (xte, yte), extra)  # the one look at the test set
     model_path = os.path.join(args.out, "model.safetensors")
     meta = {"preset": preset.name, "task": preset.task, "loss": type(loss).__name__,
             "input_shape": list(preset.input_shape)}
@@ -155,6 +159,7 @@ def train_run(args, *, title: str = "") -> int:
         meta["length"] = extra["T"]
     save(model, model_path, metadata=meta)
     run = {"preset": preset.name, "epochs_run": len(hist.epoch), "seconds": seconds,
+           "samples": {"train": len(xtr), "validation": len(val[0]) if val is not None else 0, "test": len(xte)},
            **{k: v for k, v in report.items() if k != "summary"},
            "args": {k: _jsonable(getattr(args, k, None)) for k in _RUN_OPTIONS}, "history": hist.history}
     atomic_write_bytes(os.path.join(args.out, "history.json"), json.dumps(_jsonable(run), indent=2).encode())
@@ -184,10 +189,10 @@ def cmd_demo(args) -> int:
     for k in ("hidden", "activation", "dropout", "pool", "cell", "optimizer", "momentum", "weight_decay",
               "schedule", "lr", "batch_size", "clip_norm", "data", "resume", "samples", "length", "text", "max_chars"):
         setattr(args, k, None)
-    args.preset, args.subset, args.augment, args.val_split, args.early_stopping = "mlp", True, False, 0.0, 0
+    args.preset, args.subset, args.augment, args.val_split, args.early_stopping = "mlp", True, False, VAL_SPLIT, 0
     args.checkpoint_every = 0
-    code = train_run(args, title="handgrad demo: an MLP on the shipped Fashion-MNIST subset "
-                                 "(6,000 training / 1,000 test images)")
+    code = train_run(args, title="handgrad demo: an MLP on the shipped Fashion-MNIST subset (6,000 training "
+                                 f"images, {VAL_SPLIT:.0%} of them held out for validation; 1,000 test images)")
     model = presets.mlp(hidden=(32, 16), seed=0, dtype="float64")
     (x, y), _ = data.load_fashion_mnist_subset()
     res = gradcheck(model, data.to_float(x[:8], numpy.float64), y[:8], loss=losses.SoftmaxCrossEntropy(),
@@ -203,21 +208,18 @@ def cmd_evaluate(args) -> int:
     preset = presets.get(meta["preset"]) if meta.get("preset") in presets.PRESETS else None
     task = tasks.TASKS[meta.get("task", "fashion")]
     loss = losses.get(meta.get("loss", "SoftmaxCrossEntropy"))
-    args.seed = getattr(args, "seed", 0)
     if task.name == "fashion":
         shape = tuple(meta.get("input_shape", (784,)))
         stub = presets.Preset("saved", "", None, None, shape)
-        _, (xte, yte), _ = task.load(args, stub)
+        _, _, (xte, yte), _ = task.load(data_options(args), stub)
         res = evaluate(model, loss, xte, yte, metrics=("accuracy", "top3_accuracy", "per_class_accuracy"))
         print(f"{args.model}: {len(xte)} test images")
         print(f"loss {res['loss']:.4f}  accuracy {res['accuracy'] * 100:.2f}%  top-3 {res['top3_accuracy'] * 100:.2f}%")
         for name, acc in zip(data.CLASSES, res["per_class_accuracy"]):
             print(f"  {name:<12} {acc * 100:6.2f}%")
         return 0
-    for k in ("samples", "text", "max_chars", "batch_size"):
-        setattr(args, k, getattr(args, k, None))
-    args.length = meta.get("length")  # the adding problem is tested at the length it was trained for
-    _, test, extra = task.load(args, preset)
+    # the adding problem is tested at the length it was trained for
+    _, _, test, extra = task.load(data_options(args, length=meta.get("length")), preset)
     print(f"{args.model}: {task.report(model, loss, test, extra)['summary']}")
     return 0
 
@@ -236,9 +238,6 @@ def cmd_gradcheck(args) -> int:
     if args.activation:
         kw["activation"] = args.activation
     task = tasks.TASKS[preset.task]
-    args.subset, args.data = True, None
-    for k in ("samples", "length", "text", "max_chars", "batch_size"):
-        setattr(args, k, getattr(args, k, None))
     if preset.task == "charlm":
         text = "the quick brown fox jumps over the lazy dog\n" * 20
         corpus = data.CharCorpus(text)
@@ -247,9 +246,8 @@ def cmd_gradcheck(args) -> int:
     elif preset.task == "adding":
         x, y = data.adding_problem(args.batch, 12, numpy.random.default_rng(args.seed))
     else:
-        if preset.task == "reber":
-            args.samples = args.batch
-        (x, y), _, _ = task.load(args, preset)
+        opts = data_options(args, subset=True, data=None, samples=args.batch if preset.task == "reber" else None)
+        (x, y), _, _, _ = task.load(opts, preset)
     model = preset.build(**kw)
     a = numpy.asarray(x[:args.batch], dtype=numpy.float64)
     y = y[:args.batch]
@@ -290,7 +288,7 @@ def add_commands(sub, data_args) -> None:
     demo = sub.add_parser("demo", help="train an MLP on the shipped subset and check its gradients")
     demo.add_argument("--epochs", type=int, default=8)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default="handgrad-demo", help="output folder (default: handgrad-demo)")
+    demo.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default: runs/demo)")
     demo.set_defaults(func=cmd_demo)
 
     tr = sub.add_parser("train", help="train a preset model (Fashion-MNIST, sequence tasks)")
@@ -318,8 +316,9 @@ def add_commands(sub, data_args) -> None:
     tr.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
     tr.add_argument("--epochs", type=int)
     tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--val-split", type=float, default=0.0,
-                    help="hold out this fraction of the training set for validation (default: validate on test)")
+    tr.add_argument("--val-split", type=float, default=VAL_SPLIT,
+                    help=f"hold out this seeded fraction of the training set for validation (default {VAL_SPLIT}); "
+                         "0 trains on all of it and reports no val_*. The test set is evaluated once, at the end")
     tr.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                     help="stop when the validation metric has not improved for PATIENCE epochs; keep the best weights")
     tr.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",

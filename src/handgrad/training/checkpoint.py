@@ -7,6 +7,12 @@ the position in the run (epoch, batch, step), the states of every random generat
 the history so far and the running sums of the epoch in progress. Resuming from it replays the
 remaining steps with the same data order and the same random draws, so an interrupted and
 resumed run ends with weights bit-identical to an uninterrupted one.
+
+Public functions (stable; other trainers use them): ``save_checkpoint``, ``load_checkpoint``,
+``latest``, ``list_checkpoints``, ``restore``, ``rng_state``, ``set_rng_state``; and
+``Checkpointer``, which writes a run's checkpoints (end of epoch, every k steps, on a signal)
+and resumes it. It needs of its ``run`` only ``state_dict()``, ``check_state_dict(state,
+where)``, ``load_state_dict(state, where)``, ``step`` and ``batch`` (``state.RunState``).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import numpy
 from .. import backend
 from ..fsutil import atomic_write_bytes
 from ..serialization import FORMAT_VERSION, _architecture, _parse_header
+from .reducer import LOCAL
 
 CHECKPOINT_VERSION = "1"
 _NAME = re.compile(r"^ckpt-(\d{10})\.safetensors$")
@@ -62,10 +69,10 @@ def _fsync_dir(folder: str) -> None:
 
 
 def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3) -> str:
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"save_checkpoint: expected keep to be an int >= 1, got {keep!r}")
     """Write a checkpoint for global step ``state["pos"]["step"]`` into ``folder``; keep the newest
     ``keep`` files. Returns the path written."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"save_checkpoint: expected keep to be an int >= 1, got {keep!r}")
     from safetensors.numpy import save as st_save
 
     os.makedirs(folder, exist_ok=True)
@@ -228,3 +235,39 @@ def rng_state(rng: numpy.random.Generator) -> dict:
     return rng.bit_generator.state
 
 
+
+
+class Checkpointer:
+    """A run's checkpoints in ``folder`` (None: none are written): ``write()`` now,
+    ``after_step(steps_per_epoch)`` every ``every`` global steps inside an epoch (the end of an
+    epoch has its own ``write()``), ``resume(path)`` to continue from the newest checkpoint.
+
+    Only the process with ``reducer.is_root`` writes; every process calls ``write`` (the run
+    state's sums are reduced over processes there) and gets None back when it wrote nothing."""
+
+    def __init__(self, folder: str | None, every: int, keep: int, model, optimizer, run, reducer=LOCAL) -> None:
+        self.folder, self.every, self.keep = folder, every, keep
+        self.model, self.optimizer, self.run, self.reducer = model, optimizer, run, reducer
+
+    def write(self) -> str | None:
+        if not self.folder:
+            return None
+        state = self.run.state_dict()
+        if not self.reducer.is_root:
+            return None
+        return save_checkpoint(self.folder, self.model, self.optimizer, state, self.keep)
+
+    def after_step(self, steps_per_epoch: int) -> None:
+        if self.every and self.run.step % self.every == 0 and self.run.batch < steps_per_epoch:
+            self.write()
+
+    def resume(self, path: str) -> str:
+        """Load the newest checkpoint at ``path`` (file or folder) into the model, the optimizer
+        and the run. Everything is checked first: a rejected checkpoint changes nothing."""
+        path = latest(path)
+        where = f"fit(resume_from={path!r})"
+        tensors, opt_meta, state = load_checkpoint(path)
+        self.run.check_state_dict(state, where)
+        restore(self.model, self.optimizer, tensors, opt_meta, where, state.get("architecture"))
+        self.run.load_state_dict(state, where)
+        return path

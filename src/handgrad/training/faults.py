@@ -1,4 +1,11 @@
-"""What ``fit`` raises when training cannot go on normally, and its signal handling."""
+"""What ``fit`` raises when training cannot go on normally, and the signal flag.
+
+``SignalFlag`` is usable by any training loop (the RBM trainer's too): inside ``with
+SignalFlag(True) as flag:``, the first SIGINT/SIGTERM only sets ``flag.raised`` (the signal
+number), to be checked after each step; a second SIGINT interrupts at once. Outside the main
+thread, or with ``enabled=False``, it installs nothing. ``interruption(...)`` builds the one
+``TrainingInterrupted`` message saying where training stopped and how to resume.
+"""
 from __future__ import annotations
 
 import signal
@@ -24,9 +31,18 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint, self.history = checkpoint, history
 
 
-class _SignalFlag:
+def interruption(where: str, step: int, checkpoint_dir: str | None, saved: str | None,
+                 history: History) -> TrainingInterrupted:
+    """The exception for a run stopped by a signal ``where`` (e.g. "at epoch 2, batch 5") at
+    global ``step``, with the checkpoint ``saved`` (None when there is no ``checkpoint_dir``)."""
+    how = (f"resume with fit(..., resume_from={checkpoint_dir!r}) or `handgrad train --resume RUN_DIR`"
+           if saved else "no checkpoint was written (pass checkpoint_dir= to fit to make one)")
+    return TrainingInterrupted(f"training interrupted {where} (step {step}); {how}", saved, history)
+
+
+class SignalFlag:
     """Turns the first SIGINT/SIGTERM during training into a flag checked after each step;
-    a second SIGINT interrupts at once."""
+    a second SIGINT interrupts at once. The previous handlers come back on exit."""
 
     def __init__(self, enabled: bool) -> None:
         self.raised: int | None = None
@@ -47,5 +63,3 @@ class _SignalFlag:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-

@@ -12,6 +12,9 @@ loops, so the parts truly run side by side. The gradient of the mini-batch mean 
 n_w the items of part w (the mean of ``003`` §2 statements (5)–(6) regrouped): each thread runs
 forward, loss and backward of its part, then the parts' parameter gradients are combined with
 these weights — the mini-batch gradient up to the order of floating-point additions.
+
+``DataParallel`` is a step with the interface of ``step.py`` (``step(xb, yb) -> (value, outputs,
+spans)``); under several processes its combined gradient goes on to ``reducer.gradients``.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy
 from .. import backend, init
 from ..layers.base import REGISTRY
 from ..model import Sequential
+from .reducer import LOCAL
 
 
 def available() -> bool:
@@ -49,7 +53,7 @@ def replica(model: Sequential) -> Sequential:
 class DataParallel:
     """Runs forward + loss + backward of the parts of a batch in ``workers`` threads."""
 
-    def __init__(self, model: Sequential, loss, workers: int) -> None:
+    def __init__(self, model: Sequential, loss, workers: int, reducer=LOCAL) -> None:
         import copy
 
         from threadpoolctl import threadpool_limits
@@ -64,6 +68,7 @@ class DataParallel:
         # the loaded libraries every time, ~1 ms)
         self._limit = threadpool_limits(limits=1, user_api="blas")
         self.workers = workers
+        self.reducer = reducer
 
     def stochastic_layers(self):
         return [layer for m in self.models for layer in m.layers if layer.stochastic]
@@ -100,4 +105,9 @@ class DataParallel:
                     g += m.layers[i].grads[k] * weights[w]
                 layer.grads[k] = g
         value = sum(v * c for _, v, c in fwd) / total
+        if self.reducer is not LOCAL:  # other processes hold other shards
+            self.reducer.gradients(main, total)
+            value = self.reducer.loss(value, total)
         return value, [out for out, _, _ in fwd], parts
+
+    __call__ = step

@@ -1,0 +1,59 @@
+"""One training step's computation: forward, loss and backward of a mini-batch (``003`` §2,
+statements (1)–(6): the error of the output layer, propagated back, gives every parameter's
+partial derivatives). The update itself is the optimizer's, applied by ``fit`` only after the
+non-finite guard accepted the step.
+
+The interface every step shares::
+
+    step(xb, yb) -> (value, outputs, spans)
+
+``value``: the batch's mean loss (a float); ``outputs[i]``: the model's output for rows
+``spans[i] = (a, b)`` of the batch; afterwards every trainable ``layer.grads`` holds the
+mini-batch gradient. ``step.models`` lists the models whose layers draw random numbers (the
+model and any replicas; ``fit`` seeds their stochastic layers), ``step.close()`` releases what
+the step holds.
+
+Steps: ``PlainStep`` (this module) and ``parallel.DataParallel`` (the batch split over threads).
+Extension points: an MPI step keeps its rank's shard of the global batch and calls
+``reducer.gradients`` and ``reducer.loss`` (``reducer.py``); an RBM trainer supplies a step whose
+``value`` is the reconstruction error and whose gradients are CD-k's (``DESIGN.md``, RBM).
+"""
+from __future__ import annotations
+
+import warnings
+
+from .reducer import LOCAL
+
+
+class PlainStep:
+    """Forward (training mode), loss and backward of the whole batch in this thread."""
+
+    def __init__(self, model, loss, reducer=LOCAL) -> None:
+        self.model, self.loss, self.reducer = model, loss, reducer
+        self.models = [model]
+
+    def __call__(self, xb, yb):
+        out = self.model.forward(xb, training=True)
+        value = self.loss.forward(out, yb)
+        self.model.backward(self.loss.backward(), input_grad=False)
+        if self.reducer is not LOCAL:  # other processes hold other shards
+            count = self.loss.last_count
+            self.reducer.gradients(self.model, count)
+            value = self.reducer.loss(value, count)
+        return value, [out], [(0, xb.shape[0])]
+
+    def close(self) -> None:
+        pass
+
+
+def make_step(model, loss, workers: int = 1, reducer=LOCAL):
+    """The step for ``fit(..., workers=k)``: data-parallel threads for k > 1 when
+    ``threadpoolctl`` is installed (else a warning and the plain step)."""
+    if workers > 1:
+        from . import parallel
+
+        if parallel.available():
+            return parallel.DataParallel(model, loss, workers, reducer)
+        warnings.warn("fit: workers > 1 needs threadpoolctl (pip install threadpoolctl); training with one",
+                      RuntimeWarning, stacklevel=3)
+    return PlainStep(model, loss, reducer)
