@@ -55,10 +55,11 @@ class Optimizer:
     """Updates every trainable layer's ``params`` in place (the same array objects).
 
     ``weight_decay`` λ adds λ·W to the gradient of every parameter except biases (those
-    named ``b``), the gradient of ``003`` §4's L2 term (λ/2)ΣW² (the notes' λ/n with the data
-    size n folded into λ). ``clip_norm`` rescales the global gradient norm and
-    ``clip_value`` clamps elements before each update. ``lr`` is a plain attribute that may
-    change between steps (schedules set it).
+    named ``b`` or ``b_…``, e.g. an RBM's ``b_hidden``/``b_visible``), the gradient of
+    ``003`` §4's L2 term (λ/2)ΣW² (the notes' λ/n with the data size n folded into λ).
+    ``clip_norm`` rescales the global gradient norm and ``clip_value`` clamps elements
+    before each update. ``lr`` is a plain attribute that may change between steps
+    (schedules set it).
     """
 
     def __init__(self, model, lr: float, weight_decay: float = 0.0, clip_norm: float | None = None,
@@ -94,7 +95,7 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"{type(self).__name__}.step: gradient of {key} has shape "
                                  f"{tuple(g.shape)}, parameter has {tuple(p.shape)}")
-            if self.weight_decay and key[1] != "b":
+            if self.weight_decay and not (key[1] == "b" or key[1].startswith("b_")):  # biases: b, b_hidden, ...
                 g = g + self.weight_decay * p
             self._update(key, p, g)
 
