@@ -6,6 +6,7 @@
 from . import backend, data, init, layers, losses, metrics, optim
 from .training import callbacks
 from .apps import detection, transfer, visualize  # visualize imports matplotlib only when it draws
+from . import interop  # PyTorch state dicts, ONNX export (torch/onnx imported only when used)
 from .backend import get_device, set_device
 from .training.callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from .gradcheck import GradcheckResult, gradcheck
