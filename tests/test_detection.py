@@ -11,6 +11,7 @@ import pytest
 import handgrad as hg
 from handgrad import cli, losses, optim, presets, transfer
 from handgrad import detection as D
+from handgrad.apps import scenes as S
 from handgrad import layers as L
 
 
@@ -148,9 +149,9 @@ def test_nms_keeps_the_best_and_drops_its_overlaps():
 def test_match_is_one_to_one_and_optionally_needs_the_class():
     truth, labels = [[0, 0, 28, 28], [50, 50, 28, 28]], [3, 7]
     det = [[2, 2, 28, 28], [0, 0, 28, 28], [52, 48, 28, 28], [90, 90, 28, 28]]
-    np.testing.assert_array_equal(D.match(det, [3, 3, 1, 7], truth, labels), [0, 2])
-    np.testing.assert_array_equal(D.match(det, [5, 3, 1, 7], truth, labels, use_class=True), [1, -1])
-    np.testing.assert_array_equal(D.match(np.zeros((0, 4)), [], truth, labels), [-1, -1])
+    np.testing.assert_array_equal(S.match(det, [3, 3, 1, 7], truth, labels), [0, 2])
+    np.testing.assert_array_equal(S.match(det, [5, 3, 1, 7], truth, labels, use_class=True), [1, -1])
+    np.testing.assert_array_equal(S.match(np.zeros((0, 4)), [], truth, labels), [-1, -1])
 
 
 def synthetic_map(peaks, shape=(10, 8, 8), background=None):
@@ -212,7 +213,7 @@ def subset():
 
 def test_make_scenes_pastes_items_without_overlap(subset):
     (_, _), (xt, yt) = subset
-    sc = D.make_scenes(xt, yt, 30, size=(80, 96), items=(2, 4), seed=3)
+    sc = S.make_scenes(xt, yt, 30, size=(80, 96), items=(2, 4), seed=3)
     assert sc.images.shape == (30, 1, 80, 96) and sc.images.dtype == np.float32
     counts = [len(b) for b in sc.boxes]
     assert min(counts) >= 2 and max(counts) <= 4 and len(set(counts)) > 1
@@ -226,30 +227,30 @@ def test_make_scenes_pastes_items_without_overlap(subset):
             np.testing.assert_array_equal(img[0, t:t + h, l_:l_ + w], xt[i] / np.float32(255))
             covered[t:t + h, l_:l_ + w] = True
         assert not img[0][~covered].any()
-    again = D.make_scenes(xt, yt, 30, size=(80, 96), seed=3)
+    again = S.make_scenes(xt, yt, 30, size=(80, 96), seed=3)
     np.testing.assert_array_equal(again.images, sc.images)
-    assert not np.array_equal(D.make_scenes(xt, yt, 30, size=(80, 96), seed=4).images, sc.images)
-    floats = D.make_scenes(xt / 255.0, yt, 30, size=(80, 96), seed=3)
+    assert not np.array_equal(S.make_scenes(xt, yt, 30, size=(80, 96), seed=4).images, sc.images)
+    floats = S.make_scenes(xt / 255.0, yt, 30, size=(80, 96), seed=3)
     np.testing.assert_allclose(floats.images, sc.images, atol=1e-7)
 
 
 def test_make_scenes_errors(subset):
     (_, _), (xt, yt) = subset
     with pytest.raises(ValueError, match="cannot fit"):
-        D.make_scenes(xt, yt, 2, size=(40, 40), items=(3, 3))
+        S.make_scenes(xt, yt, 2, size=(40, 40), items=(3, 3))
     with pytest.raises(ValueError, match="smaller than one item"):
-        D.make_scenes(xt, yt, 2, size=(20, 40))
+        S.make_scenes(xt, yt, 2, size=(20, 40))
     with pytest.raises(ValueError, match="labels"):
-        D.make_scenes(xt, yt[:-1], 2)
+        S.make_scenes(xt, yt[:-1], 2)
     with pytest.raises(ValueError, match="items"):
-        D.make_scenes(xt, yt, 2, items=(3, 2))
+        S.make_scenes(xt, yt, 2, items=(3, 2))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        D.make_scenes(xt.astype(np.float32), yt, 2)
+        S.make_scenes(xt.astype(np.float32), yt, 2)
 
 
 def test_detector_training_data(subset):
     (x, y), _ = subset
-    xs, ys = D.detector_training_data(x[:200], y[:200], n_background=80, jitter=3, seed=1)
+    xs, ys = S.detector_training_data(x[:200], y[:200], n_background=80, jitter=3, seed=1)
     assert xs.shape == (280, 1, 28, 28) and xs.dtype == np.float32
     np.testing.assert_array_equal(ys[:200], y[:200])
     assert (ys[200:] == 10).all()
@@ -257,9 +258,9 @@ def test_detector_training_data(subset):
     # positives are the items shifted by at most 3 pixels: every pixel comes from the item
     sums = xs[:200].sum(axis=(1, 2, 3))
     assert (sums <= x[:200].sum(axis=(1, 2)) / 255 + 1e-3).all() and (sums > 0).all()
-    exact, _ = D.detector_training_data(x[:20], y[:20], n_background=0, jitter=0)
+    exact, _ = S.detector_training_data(x[:20], y[:20], n_background=0, jitter=0)
     np.testing.assert_array_equal(exact[:, 0], x[:20] / np.float32(255))
-    again, _ = D.detector_training_data(x[:200], y[:200], n_background=80, jitter=3, seed=1)
+    again, _ = S.detector_training_data(x[:200], y[:200], n_background=80, jitter=3, seed=1)
     np.testing.assert_array_equal(again, xs)
 
 
@@ -270,7 +271,7 @@ def detector(subset):
     """lenet5 with a background class, one epoch on the subset's 6,000 (jittered) items and
     1,500 background windows."""
     (x, y), _ = subset
-    xs, ys = D.detector_training_data(x, y, n_background=1500, seed=0)
+    xs, ys = S.detector_training_data(x, y, n_background=1500, seed=0)
     model = presets.lenet5(classes=11, seed=0)
     hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.03, momentum=0.9), xs, ys, epochs=1, batch_size=32)
     return model
@@ -283,14 +284,14 @@ def test_evaluate_detection_with_a_trained_detector(subset, detector):
     keeps the wrong windows). Bars leave margin."""
     _, (xt, yt) = subset
     fcn = D.to_fully_convolutional(detector, (1, 28, 28))
-    scenes = D.make_scenes(xt, yt, 40, seed=0)
-    res = D.evaluate_detection(fcn, scenes, threshold=0.5, iou_threshold=0.1, background=10)
+    scenes = S.make_scenes(xt, yt, 40, seed=0)
+    res = S.evaluate_detection(fcn, scenes, threshold=0.5, iou_threshold=0.1, background=10)
     assert res["items"] == sum(len(b) for b in scenes.boxes) and res["scenes"] == 40
     assert res["found_class"] <= res["found"] <= res["items"] and res["found"] <= res["detections"]
     assert res["recall"] == res["found"] / res["items"] and res["precision"] == res["found"] / res["detections"]
     assert res["recall"] > 0.5 and res["precision"] > 0.45 and res["recall_class"] > 0.3, res
     assert len(res["per_class_recall"]) == 11 and np.isnan(res["per_class_recall"][10])
-    plain = D.evaluate_detection(fcn, scenes, threshold=0.5, iou_threshold=0.1)
+    plain = S.evaluate_detection(fcn, scenes, threshold=0.5, iou_threshold=0.1)
     assert plain["recall"] < res["recall"] - 0.3 and plain["precision"] < res["precision"] - 0.3
     # detect() on each scene gives the detections the batch evaluation counted
     total = 0
@@ -335,21 +336,21 @@ def test_cli_scenes_writes_files_and_reports_the_found_rate(tmp_path, capsys, sa
     assert code == 0, err
     meta = json.loads((out / "scenes.json").read_text())
     assert len(meta["scenes"]) == 12 and meta["box_format"] == "top, left, height, width"
-    ref = D.make_scenes(*hg.data.load_fashion_mnist_subset()[1], 12, seed=1)
+    ref = S.make_scenes(*hg.data.load_fashion_mnist_subset()[1], 12, seed=1)
     for s, entry in enumerate(meta["scenes"]):
         img = np.load(out / entry["npy"], allow_pickle=False)
         np.testing.assert_array_equal(img, ref.images[s, 0])
         assert (out / entry["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert [it["box"] for it in entry["items"]] == ref.boxes[s].tolist()
         assert [it["label"] for it in entry["items"]] == ref.labels[s].tolist()
-    res = D.evaluate_detection(D.to_fully_convolutional(hg.load(saved / "detector.safetensors")), ref,
+    res = S.evaluate_detection(D.to_fully_convolutional(hg.load(saved / "detector.safetensors")), ref,
                                threshold=0.5, iou_threshold=0.1, background=10)
     assert f"found {res['found']}/{res['items']} items" in stdout
     assert "class 10 = background" in stdout and "precision" in stdout
 
 
 def test_cli_detect_on_npy_and_png(tmp_path, capsys, saved):
-    sc = D.make_scenes(*hg.data.load_fashion_mnist_subset()[1], 1, seed=2)
+    sc = S.make_scenes(*hg.data.load_fashion_mnist_subset()[1], 1, seed=2)
     np.save(tmp_path / "scene.npy", sc.images[0, 0])
     from handgrad.apps.visualize import png_bytes
 

@@ -12,6 +12,7 @@ import pytest
 import handgrad as hg
 from handgrad import cli, presets
 from handgrad import detection as D
+from handgrad.apps import scenes as S
 from handgrad import layers as L
 from handgrad import visualize as V
 
@@ -136,7 +137,7 @@ def test_png_bytes_round_trips_through_matplotlib(tmp_path):
 
 def test_class_map_and_detection_pictures(tmp_path):
     fcn = D.to_fully_convolutional(presets.lenet5())
-    scene = D.make_scenes(*hg.data.load_fashion_mnist_subset()[1], 1, seed=0)
+    scene = S.make_scenes(*hg.data.load_fashion_mnist_subset()[1], 1, seed=0)
     probs = D.class_map(fcn, scene.images[0])
     V.plot_class_map(probs, tmp_path / "map.png", image=scene.images[0], geometry=D.geometry(fcn),
                      class_names=hg.data.CLASSES)

@@ -29,13 +29,14 @@ exhaustive reference (one forward pass per crop).
 
 Detection: ``class_map`` turns the map into softmax probabilities over the class axis;
 ``detect`` keeps the windows whose top probability is above a threshold and removes
-overlapping ones by greedy non-maximum suppression. ``make_scenes`` pastes Fashion-MNIST items
-onto a black canvas with known boxes and ``evaluate_detection`` reports recall (with and
-without the right class) and precision at IoU ≥ 0.5.
+overlapping ones by greedy non-maximum suppression. ``scenes.make_scenes`` pastes
+Fashion-MNIST items onto a black canvas with known boxes and ``scenes.evaluate_detection``
+reports recall (with and without the right class) and precision at IoU ≥ 0.5 (``scenes``
+builds on this module; this module does not import it).
 
 A classifier trained only on centred items has no "background" class: on an empty window or
 one that cuts an item in half it still names some class, often as confidently as on a centred
-item, and suppression then keeps the wrong windows. ``detector_training_data`` builds the
+item, and suppression then keeps the wrong windows. ``scenes.detector_training_data`` builds the
 missing negatives (windows of scenes that miss every item) so that a classifier with one
 extra class — e.g. ``transfer.replace_head(model, 11)`` fine-tuned on them — can say "no item
 here"; ``detect(..., background=10)`` then ignores the windows it assigns to that class.
@@ -48,6 +49,7 @@ from typing import NamedTuple
 import numpy
 
 from .. import backend, init
+from .._checks import check_int, check_probability
 from ..layers import (
     AvgPool2D,
     BinaryThreshold,
@@ -286,24 +288,10 @@ class Detections:
         return [(*map(int, b), int(c), float(s)) for b, c, s in zip(self.boxes, self.labels, self.scores)]
 
 
-def _check_unit(value, where: str, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: expected {name} to be a number, got {value!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{where}: expected {name} in [0, 1], got {value!r}")
-    return v
-
-
-def _check_background(background, n_classes: int, where: str):
-    if background is None:
-        return None
-    if isinstance(background, bool) or not isinstance(background, (int, numpy.integer)) \
-            or not 0 <= background < n_classes:
-        raise ValueError(f"{where}: expected background to be a class index in [0, {n_classes}) or None, "
-                         f"got {background!r}")
-    return int(background)
+def check_background(background, n_classes: int, where: str) -> int | None:
+    """``None`` or the index of the "no item" class among ``n_classes``."""
+    return None if background is None else check_int(background, where, "background", minimum=0,
+                                                     maximum=n_classes - 1)
 
 
 def detections_from_map(probs, geom: Geometry, threshold: float = 0.9, top_k: int | None = 10,
@@ -314,14 +302,14 @@ def detections_from_map(probs, geom: Geometry, threshold: float = 0.9, top_k: in
     b, see ``detector_training_data``) windows whose most probable class is b are dropped and
     the others are scored by their best non-background class."""
     where = "detect"
-    threshold = _check_unit(threshold, where, "threshold")
-    iou_threshold = _check_unit(iou_threshold, where, "iou_threshold")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"{where}: expected top_k to be a positive integer or None, got {top_k!r}")
+    threshold = check_probability(threshold, where, "threshold", closed_right=True)
+    iou_threshold = check_probability(iou_threshold, where, "iou_threshold", closed_right=True)
+    if top_k is not None:
+        top_k = check_int(top_k, where, "top_k", minimum=1)
     probs = numpy.asarray(probs)
     if probs.ndim != 3:
         raise ValueError(f"{where}: expected a class map (K, H', W'), got shape {probs.shape}")
-    background = _check_background(background, probs.shape[0], where)
+    background = check_background(background, probs.shape[0], where)
     if background is None:
         conf, label = probs.max(axis=0), probs.argmax(axis=0)
         ok = conf > threshold
@@ -354,12 +342,3 @@ def detect(fcn: Sequential, scene, threshold: float = 0.9, top_k: int | None = 1
                          f"use evaluate_detection or class_map for a batch")
     return detections_from_map(class_map(fcn, scene), geometry(fcn), threshold, top_k, iou_threshold, background)
 
-
-# synthetic scenes and their evaluation live in ``handgrad.scenes``; re-exported here
-from .scenes import (  # noqa: E402, F401
-    Scenes,
-    detector_training_data,
-    evaluate_detection,
-    make_scenes,
-    match,
-)

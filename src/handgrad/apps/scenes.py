@@ -6,15 +6,9 @@ from typing import NamedTuple
 
 import numpy
 
-from .detection import (
-    _check_background,
-    _check_unit,
-    class_map,
-    detections_from_map,
-    geometry,
-    iou,
-)
+from .._checks import check_int, check_probability
 from ..model import Sequential
+from .detection import check_background, class_map, detections_from_map, geometry, iou
 
 # -- synthetic scenes ------------------------------------------------------------------------------
 
@@ -71,8 +65,7 @@ def make_scenes(images, labels, n_scenes: int, size=(96, 96), items=(2, 4), seed
         x = x.astype(numpy.float32, copy=False)
     else:
         raise TypeError(f"{where}: expected numeric images, got dtype {x.dtype}")
-    if isinstance(n_scenes, bool) or not isinstance(n_scenes, (int, numpy.integer)) or n_scenes < 1:
-        raise ValueError(f"{where}: expected n_scenes to be a positive integer, got {n_scenes!r}")
+    n_scenes = check_int(n_scenes, where, "n_scenes", minimum=1)
     H, W = (size, size) if isinstance(size, int) else tuple(size)
     lo, hi = (items, items) if isinstance(items, int) else tuple(items)
     if not 1 <= lo <= hi:
@@ -140,11 +133,11 @@ def evaluate_detection(fcn: Sequential, scenes: Scenes, threshold: float = 0.9, 
     """
     if not isinstance(scenes, Scenes):
         raise TypeError(f"evaluate_detection: expected Scenes from make_scenes, got {type(scenes).__name__}")
-    match_iou = _check_unit(match_iou, "evaluate_detection", "match_iou")
+    match_iou = check_probability(match_iou, "evaluate_detection", "match_iou", closed_right=True)
     probs = class_map(fcn, scenes.images, batch_size=batch_size)
     geom = geometry(fcn)
     n_classes = probs.shape[1]
-    background = _check_background(background, n_classes, "evaluate_detection")
+    background = check_background(background, n_classes, "evaluate_detection")
     items = found = found_class = n_det = 0
     per_class_items = numpy.zeros(n_classes, dtype=numpy.int64)
     per_class_found = numpy.zeros(n_classes, dtype=numpy.int64)
@@ -199,13 +192,11 @@ def detector_training_data(images, labels, n_background: int | None = None, jitt
         x = x.astype(numpy.float32) / 255.0
     else:
         x = x.astype(numpy.float32, copy=False)
-    if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
-        raise ValueError(f"{where}: expected jitter to be an int >= 0, got {jitter!r}")
+    jitter = check_int(jitter, where, "jitter", minimum=0)
     n = x.shape[0]
     n_background = n // 2 if n_background is None else n_background
-    if isinstance(n_background, bool) or not isinstance(n_background, int) or n_background < 0:
-        raise ValueError(f"{where}: expected n_background to be an int >= 0, got {n_background!r}")
-    max_iou = _check_unit(max_iou, where, "max_iou")
+    n_background = check_int(n_background, where, "n_background", minimum=0)
+    max_iou = check_probability(max_iou, where, "max_iou", closed_right=True)
     rng = numpy.random.default_rng(seed)
     h, w = x.shape[1:]
     j = jitter

@@ -153,11 +153,11 @@ def _print_detection_report(res) -> None:
 
 
 def cmd_scenes(args) -> int:
-    from ..apps import detection
+    from ..apps.scenes import evaluate_detection, make_scenes
     from ..apps.visualize import png_bytes
 
     x, y = _source_images(args)
-    scenes = detection.make_scenes(x, y, args.n, size=(args.size, args.size), items=tuple(args.items), seed=args.seed)
+    scenes = make_scenes(x, y, args.n, size=(args.size, args.size), items=tuple(args.items), seed=args.seed)
     os.makedirs(args.out, exist_ok=True)
     width = max(4, len(str(args.n - 1)))
     listing = []
@@ -179,8 +179,8 @@ def cmd_scenes(args) -> int:
     if args.model:
         fcn = _fcn(args.model)
         background = _background(args, args.model, fcn)
-        res = detection.evaluate_detection(fcn, scenes, threshold=args.threshold, top_k=args.top_k,
-                                           iou_threshold=args.nms_iou, background=background)
+        res = evaluate_detection(fcn, scenes, threshold=args.threshold, top_k=args.top_k,
+                                 iou_threshold=args.nms_iou, background=background)
         print(f"detection with {args.model} (probability > {args.threshold}, suppression IoU > {args.nms_iou}, "
               f"top {args.top_k}" + (f", class {background} = background)" if background is not None else ")"))
         _print_detection_report(res)
@@ -196,8 +196,9 @@ def _io_bytes(array) -> bytes:
 
 
 def cmd_train_detector(args) -> int:
-    """Fine-tune a saved classifier with an extra "background" class (detection.detector_training_data)."""
-    from ..apps import detection, transfer
+    """Fine-tune a saved classifier with an extra "background" class (scenes.detector_training_data)."""
+    from ..apps import transfer
+    from ..apps.scenes import detector_training_data
     from ..layers import Dense
 
     model = load(args.model)
@@ -208,7 +209,7 @@ def cmd_train_detector(args) -> int:
         raise ValueError(f"{args.model}: expected a classifier ending in a Dense layer (logits)")
     classes = model.layers[-1].out_features
     (xtr, ytr), (xte, yte) = (data.load_fashion_mnist_subset() if args.subset else data.load_fashion_mnist(args.data))
-    x, y = detection.detector_training_data(xtr, ytr, jitter=args.jitter, seed=args.seed)
+    x, y = detector_training_data(xtr, ytr, jitter=args.jitter, seed=args.seed)
     if meta.get("input_shape") and len(meta["input_shape"]) == 1:
         x = x.reshape(len(x), -1)
     net = transfer.replace_head(model, classes + 1, rng=args.seed)
