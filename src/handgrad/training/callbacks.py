@@ -11,6 +11,8 @@ import os
 import warnings
 from typing import Any
 
+from .._checks import check_int
+
 
 class Callback:
     model: Any = None
@@ -68,8 +70,7 @@ class EarlyStopping(Callback):
                  mode: str = "auto", restore_best_weights: bool = True) -> None:
         if not isinstance(monitor, str):
             raise TypeError(f"EarlyStopping: expected monitor to be a metric name, got {monitor!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: expected patience to be an integer >= 0, got {patience!r}")
+        patience = check_int(patience, "EarlyStopping", "patience", minimum=0)
         if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
             raise ValueError(f"EarlyStopping: expected min_delta >= 0, got {min_delta!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)

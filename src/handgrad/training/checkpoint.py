@@ -24,6 +24,7 @@ import re
 import numpy
 
 from .. import backend
+from .._checks import check_positive_int
 from ..fsutil import atomic_write_bytes
 from ..serialization import FORMAT_VERSION, _architecture, _parse_header
 from .reducer import LOCAL
@@ -71,8 +72,7 @@ def _fsync_dir(folder: str) -> None:
 def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3) -> str:
     """Write a checkpoint for global step ``state["pos"]["step"]`` into ``folder``; keep the newest
     ``keep`` files. Returns the path written."""
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"save_checkpoint: expected keep to be an int >= 1, got {keep!r}")
+    keep = check_positive_int(keep, "save_checkpoint", "keep")
     from safetensors.numpy import save as st_save
 
     os.makedirs(folder, exist_ok=True)

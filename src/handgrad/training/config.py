@@ -11,19 +11,11 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy
-
 from .. import metrics as M
-from .._checks import check_positive_int, check_probability
+from .._checks import check_bool, check_int, check_option, check_positive_int, check_probability
 from ..losses import Loss
 
 NONFINITE_POLICIES = ("raise", "stop", "skip")
-
-
-def _check_seed(seed, where: str) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0:
-        raise ValueError(f"{where}: expected seed to be an int >= 0, got {seed!r}")
-    return int(seed)
 
 
 @dataclass(frozen=True)
@@ -53,12 +45,11 @@ class FitConfig:
         batch_size = check_positive_int(batch_size, where, "batch_size")
         if not isinstance(loss, Loss):
             raise TypeError(f"{where}: expected loss to be a handgrad Loss, got {type(loss).__name__}")
-        if not isinstance(shuffle, bool):
-            raise TypeError(f"{where}: expected shuffle to be a bool, got {shuffle!r}")
-        seed = _check_seed(seed, where)
-        if on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"{where}: expected on_nonfinite 'raise', 'stop' or 'skip', got {on_nonfinite!r}")
-        checkpoint_every = check_positive_int(checkpoint_every, where, "checkpoint_every") if checkpoint_every else 0
+        shuffle = check_bool(shuffle, where, "shuffle")
+        seed = check_int(seed, where, "seed", minimum=0)
+        on_nonfinite = check_option(on_nonfinite, where, "on_nonfinite", NONFINITE_POLICIES)
+        checkpoint_every = 0 if checkpoint_every is None else check_int(checkpoint_every, where, "checkpoint_every",
+                                                                        minimum=0)
         if checkpoint_every and not checkpoint_dir:
             raise ValueError(f"{where}: checkpoint_every needs checkpoint_dir")
         keep_checkpoints = check_positive_int(keep_checkpoints, where, "keep_checkpoints")
