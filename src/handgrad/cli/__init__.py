@@ -7,6 +7,7 @@ import sys
 
 from .. import __version__
 from . import detect, study, train
+from . import explain, interop
 from .common import data_args
 
 
@@ -17,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_commands(sub, data_args)
     study.add_commands(sub, data_args)
     detect.add_commands(sub, data_args)
+    explain.add_commands(sub, data_args)
+    interop.add_commands(sub, data_args)
     return p
 
 
