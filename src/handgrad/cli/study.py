@@ -13,7 +13,7 @@ from .. import data, losses, optim, presets
 from ..fsutil import atomic_write_bytes
 from ..training import fit
 from .common import widths
-from .train import _RUN_OPTIONS, VAL_SPLIT, train_run
+from .train import RUN_OPTIONS, VAL_SPLIT, train_run
 
 
 def cmd_diagnose(args) -> int:
@@ -73,7 +73,7 @@ def cmd_compare(args) -> int:
     for cell in args.cells:
         sub = copy.copy(args)
         sub.cell, sub.out, sub.resume = cell, os.path.join(args.out, cell), None
-        for k in _RUN_OPTIONS:
+        for k in RUN_OPTIONS:
             if not hasattr(sub, k):
                 setattr(sub, k, None)
         sub.val_split = VAL_SPLIT if sub.val_split is None else sub.val_split

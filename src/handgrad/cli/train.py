@@ -20,7 +20,7 @@ from .common import EpochPrinter, data_options
 VAL_SPLIT = 0.1
 
 #: options a resumed run takes from the run it continues
-_RUN_OPTIONS = ("preset", "data", "subset", "hidden", "activation", "dropout", "pool", "cell", "augment",
+RUN_OPTIONS = ("preset", "data", "subset", "hidden", "activation", "dropout", "pool", "cell", "augment",
                 "aug_shift", "aug_rotation", "aug_scale", "aug_flip",
                 "optimizer", "lr", "momentum", "weight_decay", "schedule", "clip_norm", "epochs", "batch_size",
                 "val_split", "early_stopping", "seed", "samples", "length", "text", "max_chars",
@@ -75,7 +75,7 @@ def _restore_run_options(args) -> None:
                                 "`handgrad train`?)") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"--resume: {path} is not valid JSON ({exc})") from None
-    for k in _RUN_OPTIONS:
+    for k in RUN_OPTIONS:
         if k in saved:
             v = saved[k]
             setattr(args, k, tuple(v) if k == "hidden" and v else v)
@@ -115,7 +115,7 @@ def train_run(args, *, title: str = "") -> int:
                                           restore_best_weights=True))
     os.makedirs(args.out, exist_ok=True)
     if not resuming:
-        run_options = {k: _jsonable(getattr(args, k, None)) for k in _RUN_OPTIONS}
+        run_options = {k: _jsonable(getattr(args, k, None)) for k in RUN_OPTIONS}
         atomic_write_bytes(os.path.join(args.out, "run.json"), json.dumps(run_options, indent=2).encode())
 
     print(title or f"handgrad {__version__}: training preset {preset.name!r} ({preset.description})")
@@ -161,7 +161,7 @@ def train_run(args, *, title: str = "") -> int:
     run = {"preset": preset.name, "epochs_run": len(hist.epoch), "seconds": seconds,
            "samples": {"train": len(xtr), "validation": len(val[0]) if val is not None else 0, "test": len(xte)},
            **{k: v for k, v in report.items() if k != "summary"},
-           "args": {k: _jsonable(getattr(args, k, None)) for k in _RUN_OPTIONS}, "history": hist.history}
+           "args": {k: _jsonable(getattr(args, k, None)) for k in RUN_OPTIONS}, "history": hist.history}
     atomic_write_bytes(os.path.join(args.out, "history.json"), json.dumps(_jsonable(run), indent=2).encode())
     from ..plotting import have_matplotlib, learning_curves
 
