@@ -12,8 +12,7 @@ names the symbols. Citations are the seed names in double back-quotes followed b
 
 Errata: ``docs/errata.md`` is not installed with the package, so its numbered entries are
 kept as package data in ``errata.json`` beside this module, generated from the Markdown by
-``python -m handgrad.cli.explain --update-errata docs/errata.md`` (a test checks it is
-current). An entry applies to a class when its ``**handgrad.**`` paragraph names the class in
+``handgrad explain --update-errata docs/errata.md`` (a test checks it is current). An entry applies to a class when its ``**handgrad.**`` paragraph names the class in
 back-quotes, when it is about an equation the docstring cites (same seed and equation
 number), or when the docstring names it ("errata entry 9").
 """
@@ -156,10 +155,9 @@ def errata_index(markdown: str) -> list[dict]:
     kind, slip) and the ``**handgrad.**`` paragraph; what ``errata.json`` holds."""
     rows = {}
     for line in markdown.splitlines():
-        m = re.match(r"\|\s*(\d+)\s*\|(.*)\|(.*)\|(.*)\|\s*$", line)
-        if m:
-            rows[int(m.group(1))] = {"where": m.group(2).strip(), "kind": m.group(3).strip(),
-                                     "slip": m.group(4).strip()}
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())]  # "\|" is a pipe inside a cell
+        if len(cells) == 6 and cells[0] == cells[5] == "" and cells[1].isdigit():
+            rows[int(cells[1])] = {"where": cells[2], "kind": cells[3], "slip": cells[4].replace("\\|", "|")}
     entries = []
     for m in re.finditer(r"^## (\d+)(?:[–-](\d+))?\. (.*)$", markdown, flags=re.M):
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
@@ -190,8 +188,10 @@ def applicable_errata(cls: type, doc: str, entries: list[dict]) -> list[tuple[di
         where_eqs = set()
         for row in e["rows"].values():
             seed = re.match(r"`(00\d)`", row["where"])
+            # the equations the slip is in; "(with (14)–(16))", "(and (37)–(41))" only give context
+            primary = re.sub(r"\((?:with|and)\b(?:[^()]|\([^()]*\))*\)", "", row["where"])
             if seed:
-                where_eqs |= {(seed.group(1), k) for k in _expand(row["where"])}
+                where_eqs |= {(seed.group(1), k) for k in _expand(primary)}
         shared = sorted(eqs & where_eqs)
         if shared:
             why.append("the docstring cites " + ", ".join(f"{s} eq. ({k})" for s, k in shared))
@@ -261,33 +261,33 @@ def _md(text: str) -> str:
     return text.replace("`", "").replace("\\|", "|").replace("**", "")
 
 
+def update_errata(markdown_path: str) -> str:
+    """Regenerate the packaged ``errata.json`` from ``docs/errata.md``; returns its path."""
+    import os
+
+    from ..fsutil import atomic_write_bytes
+
+    with open(markdown_path, encoding="utf-8") as fh:
+        entries = errata_index(fh.read())
+    target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "errata.json")
+    atomic_write_bytes(target, (json.dumps(entries, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+    return target
+
+
 def cmd_explain(args) -> int:
+    if args.update_errata:
+        print(f"wrote {update_errata(args.update_errata)}")
+        return 0
+    if not args.name:
+        raise ValueError("explain: name a layer, loss or optimizer, e.g. handgrad explain LSTM")
     print(explain(args.name), end="")
     return 0
 
 
 def add_commands(sub, data_args) -> None:
     ex = sub.add_parser("explain", help="print a layer's, loss's or optimizer's equations, shapes and errata")
-    ex.add_argument("name", metavar="NAME", help="a layer, loss or optimizer, e.g. Dense, Conv2D, LSTM, "
-                                                "SoftmaxCrossEntropy, SGD")
+    ex.add_argument("name", metavar="NAME", nargs="?", help="a layer, loss or optimizer, e.g. Dense, Conv2D, "
+                                                           "LSTM, SoftmaxCrossEntropy, SGD")
+    ex.add_argument("--update-errata", metavar="ERRATA_MD",
+                    help="(maintainers) regenerate the packaged errata index from docs/errata.md")
     ex.set_defaults(func=cmd_explain)
-
-
-def _update(path: str) -> None:
-    import os
-
-    from ..fsutil import atomic_write_bytes
-
-    with open(path, encoding="utf-8") as fh:
-        entries = errata_index(fh.read())
-    target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "errata.json")
-    atomic_write_bytes(target, (json.dumps(entries, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
-    print(f"wrote {target}: {len(entries)} entries")
-
-
-if __name__ == "__main__":  # python -m handgrad.cli.explain --update-errata docs/errata.md
-    if len(sys.argv) == 3 and sys.argv[1] == "--update-errata":
-        _update(sys.argv[2])
-    else:
-        print("usage: python -m handgrad.cli.explain --update-errata docs/errata.md", file=sys.stderr)
-        sys.exit(2)
