@@ -283,3 +283,57 @@ def test_resume_charlm_mid_epoch_is_bit_identical(tmp_path, capsys):
     a, b = hg.load(full / "model.safetensors"), hg.load(part / "model.safetensors")
     for (ka, pa), (kb, pb) in zip(a.parameters(), b.parameters()):
         assert ka == kb and np.array_equal(pa, pb), ka
+
+
+def test_train_validates_on_a_held_out_part_of_the_training_set(trained_mlp, tmp_path, capsys, monkeypatch):
+    """003 §4: val_* come from 10% of the training set (seeded), the test set is evaluated once
+    after training and stored as test_*; --val-split 0 trains on everything, with no val_*."""
+    hist = json.loads((trained_mlp / "history.json").read_text())
+    assert hist["samples"] == {"train": 5400, "validation": 600, "test": 1000}
+    assert {"val_loss", "val_accuracy"} <= set(hist["history"]) and "test_accuracy" in hist
+    assert not any(k.startswith("test_") for k in hist["history"])  # never during training
+    from handgrad.cli import train as cli_train
+
+    seen = []
+    real_fit = cli_train.fit
+    monkeypatch.setattr(cli_train, "fit", lambda *a, **k: seen.append(k["validation_data"]) or real_fit(*a, **k))
+    code, stdout, _ = run_cli(["train", "mlp", "--subset", "--epochs", "1", "--hidden", "8", "--out", tmp_path / "a"],
+                              capsys)
+    assert code == 0 and "5400 training, 600 validation" in stdout and "1000 test samples" in stdout
+    (_, _), (xte, _) = hg.data.load_fashion_mnist_subset()
+    xv = seen[0][0].reshape(len(seen[0][0]), -1)
+    test_rows = {r.tobytes() for r in hg.data.to_float(xte)}
+    assert not any(r.tobytes() in test_rows for r in xv)  # validation rows are training rows
+    code, stdout, _ = run_cli(["train", "mlp", "--subset", "--epochs", "1", "--hidden", "8", "--val-split", "0",
+                               "--out", tmp_path / "b"], capsys)
+    assert code == 0 and seen[1] is None and "no validation" in stdout
+    hist = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert not any(k.startswith("val_") for k in hist["history"]) and "test_accuracy" in hist
+
+
+def test_early_stopping_without_validation_is_an_error(tmp_path, capsys):
+    code, _, err = run_cli(["train", "mlp", "--subset", "--epochs", "1", "--val-split", "0", "--early-stopping", "2",
+                            "--out", tmp_path], capsys)
+    assert code == 2 and "--val-split" in err
+
+
+def test_sequence_presets_validate_on_held_out_training_data(tmp_path, capsys):
+    text = tmp_path / "words.txt"
+    text.write_text("apple\nbanana\ncherry\ndate\nelder\nfig\ngrape\n" * 60)
+    code, stdout, err = run_cli(["train", "charlm", "--text", text, "--epochs", "1", "--batch-size", "4",
+                                 "--hidden", "8", "--out", tmp_path / "c"], capsys)
+    assert code == 0, err
+    hist = json.loads((tmp_path / "c" / "history.json").read_text())
+    assert "val_loss" in hist["history"] and "test_loss" in hist and hist["samples"]["validation"] > 0
+    code, _, err = run_cli(["train", "reber", "--samples", "40", "--epochs", "1", "--out", tmp_path / "r"], capsys)
+    assert code == 0, err
+    hist = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert hist["samples"] == {"train": 36, "validation": 4, "test": 1000} and "test_string_accuracy" in hist
+
+
+def test_out_defaults_live_under_runs():
+    parser = cli.build_parser()
+    for argv in (["demo"], ["compare", "adding"], ["diagnose"], ["detect", "m", "i"], ["scenes"],
+                 ["train-detector", "m"], ["visualize", "m"]):
+        out = parser.parse_args(argv).out
+        assert os.path.dirname(out) == "runs", (argv, out)
