@@ -2,6 +2,8 @@
 expected and what it got (never ``assert``, never silent broadcasting)."""
 from __future__ import annotations
 
+import math
+from numbers import Real
 from typing import Any
 
 import numpy
@@ -96,6 +98,19 @@ def check_option(value: Any, where: str, name: str, choices) -> Any:
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{where}: expected {name} to be one of {listed}, got {value!r}")
     return value
+
+
+def check_real(value: Any, where: str, name: str, *, minimum: float | None = None) -> float:
+    """Return ``value`` as a ``float`` if it is a finite real number (``numpy`` scalars too;
+    never a ``bool``), at least ``minimum`` if given."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{where}: expected {name} to be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{where}: expected {name} to be finite, got {value!r}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{where}: expected {name} >= {minimum:g}, got {value!r}")
+    return v
 
 
 def check_probability(value: Any, where: str, name: str, *, closed_right: bool = False) -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from . import backend
+from ._checks import check_int
 from .losses import Loss
 from .model import Sequential
 
@@ -98,9 +99,8 @@ def gradcheck(obj, x, target=None, *, eps: float = 1e-4, atol: float = 1e-5, tol
     """
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise ValueError(f"gradcheck: expected eps to be a finite number > 0, got {eps!r}")
-    if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
-                                    or max_entries < 1):
-        raise ValueError(f"gradcheck: expected max_entries to be None or an int >= 1, got {max_entries!r}")
+    if max_entries is not None:
+        max_entries = check_int(max_entries, "gradcheck", "max_entries", minimum=1)
     rng = numpy.random.default_rng(seed)
     x64 = numpy.array(backend.to_numpy(x), dtype=numpy.float64, order="C")  # C order: reshape(-1) must be a view
     errors: dict[str, float] = {}

@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy
 
+from ._checks import check_option
+
 _state = threading.local()
 
 
@@ -87,18 +89,18 @@ def standard_normal(shape, fan_in: int, fan_out: int, rng: numpy.random.Generato
 
 
 def weights(name: str, shape, fan_in: int, fan_out: int, rng, dtype, where: str):
-    if name not in WEIGHT_INITS:
-        raise ValueError(f"{where}: unknown weight_init {name!r}; expected one of {sorted(WEIGHT_INITS)}")
+    """The initializer ``name`` of ``WEIGHT_INITS`` applied (a placeholder when deferred)."""
+    check_option(name, where, "weight_init", sorted(WEIGHT_INITS))
     if is_deferred():
         return placeholder(shape, dtype)
     return WEIGHT_INITS[name](shape, fan_in, fan_out, rng, dtype)
 
 
 def bias(name: str, shape, rng, dtype, where: str):
-    if name in BIAS_INITS and is_deferred():
+    """Zeros or N(0, 1) (``003``'s choice) biases (a placeholder when deferred)."""
+    check_option(name, where, "bias_init", BIAS_INITS)
+    if is_deferred():
         return placeholder(shape, dtype)
     if name == "zeros":
         return numpy.zeros(shape, dtype=dtype)
-    if name == "normal":
-        return rng.standard_normal(shape).astype(dtype)
-    raise ValueError(f"{where}: unknown bias_init {name!r}; expected one of {list(BIAS_INITS)}")
+    return rng.standard_normal(shape).astype(dtype)

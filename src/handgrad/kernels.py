@@ -11,6 +11,7 @@ whole ``(N, C, OH, OW)`` slab.
 from __future__ import annotations
 
 from . import backend
+from ._checks import check_int
 
 
 def pair(value, name: str, where: str, minimum: int = 1) -> tuple[int, int]:
@@ -21,10 +22,7 @@ def pair(value, name: str, where: str, minimum: int = 1) -> tuple[int, int]:
         raise ValueError(f"{where}: expected {name} to be an int or a pair, got {value!r}")
     else:
         a = b = value
-    for v in (a, b):
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ValueError(f"{where}: expected {name} to be an int >= {minimum} or a pair of them, got {value!r}")
-    return int(a), int(b)
+    return (check_int(a, where, name, minimum=minimum), check_int(b, where, name, minimum=minimum))
 
 
 def out_size(size: int, k: int, s: int, p: int = 0) -> int:

@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy
 
 from . import backend
-from ._checks import check_finite, check_positive_int
+from ._checks import check_finite, check_option, check_positive_int
 from .layers.base import Layer
 
 
@@ -166,8 +166,7 @@ class Sequential:
 
     def to(self, device: str) -> "Sequential":
         """Move every parameter to ``device`` (``"cpu"`` or ``"cuda"``); returns self."""
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"Sequential.to: expected 'cpu' or 'cuda', got {device!r}")
+        check_option(device, "Sequential.to", "device", ("cpu", "cuda"))
         if device == "cuda":
             backend.set_device("cuda")  # raises with install instructions when unavailable
         for layer in self.layers:

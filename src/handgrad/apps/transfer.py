@@ -28,7 +28,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy
+
 from .. import backend
+from .._checks import check_int
 from ..layers import Dense
 from ..layers.base import Layer
 from ..model import Sequential
@@ -62,8 +65,7 @@ def _select(model: Sequential, layers, but_last, where: str) -> list[int]:
     if layers is not None and but_last is not None:
         raise ValueError(f"{where}: give either layers= or but_last=, not both")
     if but_last is not None:
-        if isinstance(but_last, bool) or not isinstance(but_last, int) or but_last < 0:
-            raise ValueError(f"{where}: expected but_last to be an int >= 0, got {but_last!r}")
+        but_last = check_int(but_last, where, "but_last", minimum=0)
         with_params = [i for i, layer in enumerate(model.layers) if layer.params]
         if but_last > len(with_params):
             raise ValueError(f"{where}: but_last={but_last} but the model has only "
@@ -74,18 +76,14 @@ def _select(model: Sequential, layers, but_last, where: str) -> list[int]:
         return list(range(n))
     if isinstance(layers, slice):
         return list(range(n))[layers]
-    if isinstance(layers, int) and not isinstance(layers, bool):
+    if isinstance(layers, (int, numpy.integer)) and not isinstance(layers, bool):
         layers = [layers]
     if not isinstance(layers, Iterable):
         raise TypeError(f"{where}: expected layers to be an int, a slice or a list of ints, got "
                         f"{type(layers).__name__}")
     out = []
     for i in layers:
-        if isinstance(i, bool) or not isinstance(i, int):
-            raise TypeError(f"{where}: expected layer indices to be ints, got {i!r}")
-        if not -n <= i < n:
-            raise ValueError(f"{where}: layer index {i} out of range for a model of {n} layers")
-        out.append(i % n)
+        out.append(check_int(i, where, "layer index", minimum=-n, maximum=n - 1) % n)
     return sorted(set(out))
 
 
@@ -138,15 +136,12 @@ def replace_head(model: Sequential, num_classes: int, from_layer: int = -1, rng=
     """
     _check_model(model, "replace_head")
     n = len(model.layers)
-    if isinstance(from_layer, bool) or not isinstance(from_layer, int) or not -n <= from_layer < n:
-        raise ValueError(f"replace_head: expected from_layer to be a layer index in [-{n}, {n}), got {from_layer!r}")
-    idx = from_layer % n
+    idx = check_int(from_layer, "replace_head", "from_layer", minimum=-n, maximum=n - 1) % n
     old = model.layers[idx]
     if not isinstance(old, Dense):
         raise ValueError(f"replace_head: expected layer {from_layer} to be a Dense (the head to replace), "
                          f"got {old!r}; pass from_layer= the index of the Dense to replace")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"replace_head: expected num_classes to be a positive integer, got {num_classes!r}")
+    num_classes = check_int(num_classes, "replace_head", "num_classes", minimum=1)
     W = old.params["W"]
     head = Dense(old.in_features, num_classes, weight_init=weight_init, rng=rng, dtype=W.dtype)
     xp = backend.array_module(W)

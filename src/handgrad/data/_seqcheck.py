@@ -1,35 +1,15 @@
-"""Argument checks shared by the sequence data modules."""
+"""Argument helpers shared by the sequence data modules (``reber``, ``sequences``, ``text``);
+integers and real numbers are checked by ``handgrad._checks``."""
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy
 
 from .. import backend
 
-
-# ----------------------------------------------------------------------------------------
-# validation helpers
-# ----------------------------------------------------------------------------------------
-def _int(value, where: str, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{where}: expected {name} to be an integer >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where}: expected {name} to be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _real(value, where: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{where}: expected {name} to be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{where}: expected {name} to be finite, got {value!r}")
-    return v
-
-
-def _rng(rng, where: str) -> numpy.random.Generator:
+def as_generator(rng, where: str) -> numpy.random.Generator:
+    """A ``Generator`` as given, or a new one seeded by an int."""
     if isinstance(rng, numpy.random.Generator):
         return rng
     if isinstance(rng, Integral) and not isinstance(rng, bool):
@@ -38,7 +18,8 @@ def _rng(rng, where: str) -> numpy.random.Generator:
                     f"got {type(rng).__name__}")
 
 
-def _float_dtype(dtype, where: str) -> numpy.dtype:
+def float_dtype(dtype, where: str) -> numpy.dtype:
+    """float32 or float64 as a ``numpy.dtype``; anything else raises naming ``where``."""
     try:
         numpy.dtype(dtype)
     except TypeError:  # numpy.dtype() itself fails on nonsense
@@ -46,7 +27,6 @@ def _float_dtype(dtype, where: str) -> numpy.dtype:
     return backend.resolve_dtype(dtype, where)
 
 
-
-
-def _codepoints(text: str) -> numpy.ndarray:
+def codepoints(text: str) -> numpy.ndarray:
+    """The Unicode code points of ``text`` as ``uint32`` (lone surrogates kept)."""
     return numpy.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=numpy.uint32)

@@ -56,13 +56,10 @@ parameters are drawn on the host from the NumPy generator and then moved to the 
 """
 from __future__ import annotations
 
-import math
-from numbers import Real
-
 import numpy
 
 from .. import backend
-from .._checks import check_float_array
+from .._checks import check_bool, check_float_array, check_int, check_real
 
 __all__ = ["RandomAffine", "RandomShift", "affine_transform"]
 
@@ -70,29 +67,20 @@ __all__ = ["RandomAffine", "RandomShift", "affine_transform"]
 # ----------------------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------------------
-def _real(value, where: str, name: str, *, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (Real, numpy.integer, numpy.floating)):
-        raise TypeError(f"{where}: expected {name} to be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{where}: expected {name} to be finite, got {value!r}")
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{where}: expected {name} >= {minimum:g}, got {value!r}")
-    return v
-
-
 def _image_shape(value, where: str) -> tuple[int, int]:
-    ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, (int, numpy.integer)) and not isinstance(v, bool) and v >= 1 for v in value)
-    if not ok:
-        raise ValueError(f"{where}: expected image_shape to be a pair of positive integers (H, W), got {value!r}")
-    return int(value[0]), int(value[1])
+    try:
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise ValueError
+        return check_int(value[0], where, "H", minimum=1), check_int(value[1], where, "W", minimum=1)
+    except ValueError:  # IntegerTypeError included: one message for the pair
+        raise ValueError(f"{where}: expected image_shape to be a pair of positive integers (H, W), "
+                         f"got {value!r}") from None
 
 
 def _scale_range(value, where: str) -> tuple[float, float]:
     if not (isinstance(value, (tuple, list)) and len(value) == 2):
         raise ValueError(f"{where}: expected scale to be a pair (low, high) with 0 < low <= high, got {value!r}")
-    lo, hi = (_real(v, where, "scale bounds") for v in value)
+    lo, hi = (check_real(v, where, "scale bounds") for v in value)
     if not (0 < lo <= hi):
         raise ValueError(f"{where}: expected scale to be a pair (low, high) with 0 < low <= high, got {value!r}")
     return lo, hi
@@ -149,7 +137,7 @@ def affine_transform(x, angle=0.0, scale=1.0, shift=(0.0, 0.0), image_shape=(28,
     """
     where = "affine_transform"
     image_shape = _image_shape(image_shape, where)
-    fill = _real(fill, where, "fill")
+    fill = check_real(fill, where, "fill")
     imgs = _as_images(x, image_shape, where)
     n = imgs.shape[0]
     angle = _per_sample(angle, n, where, "angle")
@@ -251,22 +239,19 @@ class RandomAffine:
     def __init__(self, max_shift: float = 2.0, max_rotation: float = 10.0, scale=(0.9, 1.1),
                  image_shape=(28, 28), fill: float = 0.0, flip: bool = False) -> None:
         where = type(self).__name__
-        if not isinstance(flip, bool):
-            raise TypeError(f"{where}: expected flip to be a bool, got {flip!r}")
-        self.flip = flip
-        self.max_shift = _real(max_shift, where, "max_shift", minimum=0.0)
-        self.max_rotation = _real(max_rotation, where, "max_rotation", minimum=0.0)
+        self.flip = check_bool(flip, where, "flip")
+        self.max_shift = check_real(max_shift, where, "max_shift", minimum=0.0)
+        self.max_rotation = check_real(max_rotation, where, "max_rotation", minimum=0.0)
         if self.max_rotation > 180:
             raise ValueError(f"{where}: expected max_rotation in [0, 180] degrees, got {max_rotation!r}")
         self.scale = _scale_range(scale, where)
         self.image_shape = _image_shape(image_shape, where)
-        self.fill = _real(fill, where, "fill")
+        self.fill = check_real(fill, where, "fill")
 
     def draw(self, n: int, rng):
         """The random parameters of ``n`` samples: ``angle (n,)`` degrees, ``scale (n,)``, ``shift (n, 2)``."""
         where = type(self).__name__
-        if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n < 0:
-            raise ValueError(f"{where}: expected the number of samples to be a non-negative integer, got {n!r}")
+        n = check_int(n, where, "the number of samples", minimum=0)
         if rng is None:
             raise TypeError(f"{where}: expected rng to be a numpy.random.Generator or an int seed, got None")
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy
 
 from .. import backend
+from .._checks import check_int
 
 
 def to_float(images, dtype=backend.DEFAULT_DTYPE, flatten: bool = True) -> numpy.ndarray:
@@ -62,8 +63,7 @@ def one_hot(labels, num_classes: int, dtype=backend.DEFAULT_DTYPE) -> numpy.ndar
     y = numpy.asarray(labels)
     if y.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected integer labels, got dtype {y.dtype}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, numpy.integer)) or num_classes < 1:
-        raise ValueError(f"one_hot: expected num_classes to be a positive int, got {num_classes!r}")
+    num_classes = check_int(num_classes, "one_hot", "num_classes", minimum=1)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"one_hot: labels must be in [0, {num_classes - 1}], got [{y.min()}, {y.max()}]")
     out = numpy.zeros(y.shape + (num_classes,), dtype=dtype)

@@ -7,7 +7,8 @@ from typing import NamedTuple
 import numpy
 
 from .. import backend
-from ._seqcheck import _codepoints, _float_dtype, _int, _real, _rng
+from .._checks import check_bool, check_int, check_real
+from ._seqcheck import as_generator, codepoints, float_dtype
 
 REBER_SYMBOLS = "BTPSXVE"
 _SYM_INDEX = {s: i for i, s in enumerate(REBER_SYMBOLS)}
@@ -91,9 +92,7 @@ _EMBEDDED = _Automaton(_embedded_edges())
 
 
 def _automaton(embedded) -> _Automaton:
-    if not isinstance(embedded, bool):
-        raise TypeError(f"Reber grammar: expected embedded to be a bool, got {embedded!r}")
-    return _EMBEDDED if embedded else _REBER
+    return _EMBEDDED if check_bool(embedded, "Reber grammar", "embedded") else _REBER
 
 
 def reber_graph(embedded: bool = False) -> dict[int, dict[str, int]]:
@@ -191,11 +190,11 @@ def reber_strings(n: int, rng, embedded: bool = False, max_length: int | None = 
     string (5 for Reber, 9 for embedded Reber).
     """
     where = "reber_strings"
-    n = _int(n, where, "n")
-    gen = _rng(rng, where)
+    n = check_int(n, where, "n", minimum=1)
+    gen = as_generator(rng, where)
     g = _automaton(embedded)
     if max_length is not None:
-        max_length = _int(max_length, where, "max_length", minimum=g.min_length)
+        max_length = check_int(max_length, where, "max_length", minimum=g.min_length)
     return _decode_rows(*_sample_codes(g, n, gen, max_length))
 
 
@@ -235,16 +234,16 @@ def encode_reber(strings, embedded: bool = True, dtype=backend.DEFAULT_DTYPE) ->
     if not strings:
         raise ValueError(f"{where}: expected at least one string, got none")
     g = _automaton(embedded)
-    dt = _float_dtype(dtype, where)
+    dt = float_dtype(dtype, where)
     kind = "embedded Reber" if embedded else "Reber"
     for i, s in enumerate(strings):
         if not isinstance(s, str):
             raise TypeError(f"{where}: expected complete {kind} strings, item {i} is a {type(s).__name__}")
     lengths = numpy.fromiter((len(s) for s in strings), dtype=numpy.int64, count=len(strings))
     n, T = len(strings), max(1, int(lengths.max()))
-    cps = _codepoints("".join(strings))
+    cps = codepoints("".join(strings))
     lut = numpy.full(128, -1, dtype=numpy.int64)
-    lut[_codepoints(REBER_SYMBOLS)] = numpy.arange(len(REBER_SYMBOLS))
+    lut[codepoints(REBER_SYMBOLS)] = numpy.arange(len(REBER_SYMBOLS))
     sym = numpy.where(cps < 128, lut[numpy.minimum(cps, 127)], -1)
     # (row, column) of every real step, without a loop over characters
     row = numpy.repeat(numpy.arange(n), lengths)
@@ -291,11 +290,11 @@ def embedded_reber(n: int, rng, max_length: int | None = None, dtype=backend.DEF
     ``max_length`` caps the string length (longer strings are drawn again), hence ``T``.
     """
     where = "embedded_reber"
-    n = _int(n, where, "n")
-    gen = _rng(rng, where)
-    _float_dtype(dtype, where)
+    n = check_int(n, where, "n", minimum=1)
+    gen = as_generator(rng, where)
+    float_dtype(dtype, where)
     if max_length is not None:
-        max_length = _int(max_length, where, "max_length", minimum=_EMBEDDED.min_length)
+        max_length = check_int(max_length, where, "max_length", minimum=_EMBEDDED.min_length)
     return encode_reber(reber_strings(n, gen, embedded=True, max_length=max_length), embedded=True, dtype=dtype)
 
 
@@ -324,7 +323,7 @@ def reber_accuracy(pred_probs, targets, lengths, threshold: float = 0.5) -> tupl
         raise ValueError(f"{where}: expected lengths in [1, {p.shape[1]}], got values in [{m.min()}, {m.max()}]")
     if not numpy.isfinite(p).all():
         raise ValueError(f"{where}: pred_probs contains NaN or Inf values")
-    thr = _real(threshold, where, "threshold")
+    thr = check_real(threshold, where, "threshold")
     want = y > 0.5
     step_ok = ((p > thr) == want).all(axis=2)                                  # (N, T)
     scored = (numpy.arange(p.shape[1]) < m[:, None]) & want.any(axis=2)

@@ -69,7 +69,8 @@ from __future__ import annotations
 import numpy
 
 from .. import backend
-from ._seqcheck import _float_dtype, _int, _rng
+from .._checks import check_int
+from ._seqcheck import as_generator, float_dtype
 from .preprocess import to_float
 from .reber import (  # noqa: F401
     REBER_SYMBOLS,
@@ -118,10 +119,10 @@ def adding_problem(n: int, T: int, rng, dtype=backend.DEFAULT_DTYPE) -> tuple[nu
     Use ``return_sequences=False`` in the recurrent layer and a ``Dense(H, 1)`` on top.
     """
     where = "adding_problem"
-    n = _int(n, where, "n")
-    T = _int(T, where, "T", minimum=2)
-    gen = _rng(rng, where)
-    dt = _float_dtype(dtype, where)
+    n = check_int(n, where, "n", minimum=1)
+    T = check_int(T, where, "T", minimum=2)
+    gen = as_generator(rng, where)
+    dt = float_dtype(dtype, where)
     values = gen.random((n, T)).astype(dt)
     first = gen.integers(0, T // 2, size=n)
     second = gen.integers(T // 2, T, size=n)
@@ -159,8 +160,8 @@ def sequential_images(x, dtype=backend.DEFAULT_DTYPE, image_shape: tuple[int, in
     a = numpy.asarray(x)
     if a.dtype.kind not in "uf" or (a.dtype.kind == "u" and a.dtype != numpy.uint8):
         raise TypeError(f"{where}: expected uint8 or float images, got dtype {a.dtype}")
-    dt = _float_dtype(dtype, where)
-    h, w = (_int(v, where, "image_shape entries") for v in image_shape)
+    dt = float_dtype(dtype, where)
+    h, w = (check_int(v, where, "image_shape entries", minimum=1) for v in image_shape)
     if a.ndim == 2 and a.shape[1] == h * w:
         a = a.reshape(a.shape[0], h, w)
     elif a.ndim == 4 and a.shape[1] == 1:

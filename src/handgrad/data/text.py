@@ -8,7 +8,8 @@ from typing import Iterator
 import numpy
 
 from .. import backend
-from ._seqcheck import _codepoints, _float_dtype, _int, _real, _rng
+from .._checks import check_int, check_real
+from ._seqcheck import as_generator, codepoints, float_dtype
 
 #: Where :meth:`CharCorpus.from_file` looks without a path (``apt-get install wamerican``).
 DEFAULT_CORPUS_PATH = "/usr/share/dict/words"
@@ -32,7 +33,7 @@ class CharCorpus:
             raise TypeError(f"{where}: expected text to be a str, got {type(text).__name__}")
         if len(text) < 2:
             raise ValueError(f"{where}: expected a text of at least 2 characters, got {len(text)}")
-        cps = _codepoints(text)
+        cps = codepoints(text)
         if vocab is None:
             self._cp = numpy.unique(cps)
         else:
@@ -41,7 +42,7 @@ class CharCorpus:
             vocab = list(vocab)
             if not vocab or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
                 raise ValueError(f"{where}: expected vocab to be a non-empty sequence of single characters")
-            self._cp = numpy.unique(_codepoints("".join(vocab)))
+            self._cp = numpy.unique(codepoints("".join(vocab)))
         self.chars = tuple(chr(int(c)) for c in self._cp)
         self.char_to_index = {c: i for i, c in enumerate(self.chars)}
         self.text = text
@@ -56,7 +57,7 @@ class CharCorpus:
         ``FileNotFoundError`` (for the default: install it with ``apt-get install wamerican``)."""
         where = "CharCorpus.from_file"
         if max_chars is not None:
-            max_chars = _int(max_chars, where, "max_chars", minimum=2)
+            max_chars = check_int(max_chars, where, "max_chars", minimum=2)
         p = DEFAULT_CORPUS_PATH if path is None else os.fspath(path)
         if not os.path.isfile(p):
             hint = (" (the default corpus: install it with `apt-get install wamerican`, or pass a path)"
@@ -91,7 +92,7 @@ class CharCorpus:
         """Text → int64 indices ``(len(text),)``; unknown characters raise ``ValueError``."""
         if not isinstance(text, str):
             raise TypeError(f"CharCorpus.encode: expected a str, got {type(text).__name__}")
-        return self._encode_cps(_codepoints(text), "CharCorpus.encode")
+        return self._encode_cps(codepoints(text), "CharCorpus.encode")
 
     def decode(self, codes) -> str:
         """Indices (any shape, read in C order) → text."""
@@ -111,7 +112,7 @@ class CharCorpus:
         if c.size and (c.min() < 0 or c.max() >= self.vocab_size):
             raise ValueError(f"CharCorpus.one_hot: expected indices in [0, {self.vocab_size - 1}], "
                              f"got values in [{c.min()}, {c.max()}]")
-        dt = _float_dtype(dtype, "CharCorpus.one_hot")
+        dt = float_dtype(dtype, "CharCorpus.one_hot")
         out = numpy.zeros((c.size, self.vocab_size), dtype=dt)
         out[numpy.arange(c.size), c.ravel()] = 1
         return out.reshape(c.shape + (self.vocab_size,))
@@ -129,10 +130,10 @@ class CharCorpus:
         bytes — use ``max_chars`` or a larger stride for big texts.
         """
         where = "CharCorpus.windows"
-        seq_len = _int(seq_len, where, "seq_len")
-        stride = seq_len if stride is None else _int(stride, where, "stride")
-        dt = _float_dtype(dtype, where)
-        gen = None if rng is None else _rng(rng, where)
+        seq_len = check_int(seq_len, where, "seq_len", minimum=1)
+        stride = seq_len if stride is None else check_int(stride, where, "stride", minimum=1)
+        dt = float_dtype(dtype, where)
+        gen = None if rng is None else as_generator(rng, where)
         if seq_len + 1 > self.data.size:
             raise ValueError(f"{where}: seq_len + 1 = {seq_len + 1} exceeds the corpus length {self.data.size}")
         offset = int(gen.integers(0, stride)) if gen is not None else 0
@@ -146,8 +147,8 @@ class CharCorpus:
     def num_chunks(self, batch_size: int, seq_len: int) -> int:
         """How many chunks :meth:`batches_for_truncated_bptt` yields."""
         where = "CharCorpus.batches_for_truncated_bptt"
-        batch_size = _int(batch_size, where, "batch_size")
-        seq_len = _int(seq_len, where, "seq_len")
+        batch_size = check_int(batch_size, where, "batch_size", minimum=1)
+        seq_len = check_int(seq_len, where, "seq_len", minimum=1)
         return ((self.data.size - 1) // batch_size) // seq_len
 
     def batches_for_truncated_bptt(self, batch_size: int, seq_len: int,
@@ -172,7 +173,7 @@ class CharCorpus:
         """
         where = "CharCorpus.batches_for_truncated_bptt"
         n_chunks = self.num_chunks(batch_size, seq_len)
-        dt = _float_dtype(dtype, where)
+        dt = float_dtype(dtype, where)
         if n_chunks == 0:
             raise ValueError(f"{where}: a corpus of {self.data.size} characters cannot fill {batch_size} streams "
                              f"of at least seq_len + 1 = {seq_len + 1} characters (need {batch_size * seq_len + 1})")
@@ -219,11 +220,11 @@ def sample_text(model, corpus: CharCorpus, seed_text: str, length: int, temperat
         raise TypeError(f"{where}: expected corpus to be a CharCorpus, got {type(corpus).__name__}")
     if not isinstance(seed_text, str) or not seed_text:
         raise ValueError(f"{where}: expected seed_text to be a non-empty str, got {seed_text!r}")
-    length = _int(length, where, "length", minimum=0)
-    temperature = _real(temperature, where, "temperature")
+    length = check_int(length, where, "length", minimum=0)
+    temperature = check_real(temperature, where, "temperature")
     if temperature < 0:
         raise ValueError(f"{where}: expected temperature >= 0, got {temperature!r}")
-    gen = numpy.random.default_rng(0) if rng is None else _rng(rng, where)
+    gen = numpy.random.default_rng(0) if rng is None else as_generator(rng, where)
     codes = list(corpus.encode(seed_text).tolist())
     layers = list(getattr(model, "layers", [model]))
     recurrent = [layer for layer in layers if hasattr(layer, "reset_state")]
