@@ -12,12 +12,13 @@ the character model. Every report names its test numbers ``test_*``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy
 
-from . import data, functional as F
+from . import data
+from . import functional as F
 from .training.evaluation import evaluate
 
 
@@ -113,7 +114,7 @@ def _charlm_load(opts: DataOptions, preset):
     # text is held out in contiguous pieces (random windows would overlap the training streams):
     # the last 10% is the test text, the validation text the val_split end of the rest
     val_cut = cut - int(round(cut * opts.val_split)) if opts.val_split else cut
-    piece = lambda a, b: data.CharCorpus(corpus.decode(corpus.data[a:b]), vocab=corpus.chars)  # noqa: E731
+    piece = lambda a, b: data.CharCorpus(corpus.decode(corpus.data[a:b]), vocab=corpus.chars)
     batch = opts.batch_size or preset.defaults["batch_size"]
     seq = 50
     # lay the streams out so that consecutive batches continue each stream (truncated BPTT)

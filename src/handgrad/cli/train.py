@@ -9,11 +9,11 @@ import time
 import numpy
 
 from .. import __version__, data, losses, optim, presets, tasks
-from ..training import callbacks as cb
-from ..gradcheck import gradcheck
 from ..fsutil import atomic_write_bytes
+from ..gradcheck import gradcheck
 from ..serialization import load, read_metadata, save
 from ..training import TrainingDiverged, TrainingInterrupted, evaluate, fit
+from ..training import callbacks as cb
 from .common import EpochPrinter, data_options
 
 #: the fraction of the training set ``train`` and ``demo`` hold out for validation by default
@@ -91,7 +91,7 @@ def train_run(args, *, title: str = "") -> int:
     preset = presets.get(args.preset)
     task = tasks.TASKS[preset.task]
     d = preset.defaults
-    pick = lambda name: getattr(args, name) if getattr(args, name, None) is not None else d.get(name)  # noqa: E731
+    pick = lambda name: getattr(args, name) if getattr(args, name, None) is not None else d.get(name)
     epochs, batch_size, lr = pick("epochs"), pick("batch_size"), pick("lr")
     val_split = args.val_split if args.val_split is not None else VAL_SPLIT
     if args.early_stopping and not val_split:

@@ -11,5 +11,5 @@ from .evaluation import evaluate
 from .faults import TrainingDiverged, TrainingInterrupted
 from .loop import fit
 
-__all__ = ["fit", "evaluate", "cross_validate", "TrainingDiverged", "TrainingInterrupted", "Callback",
-           "History", "EarlyStopping", "LambdaCallback", "ModelCheckpoint"]
+__all__ = ["Callback", "EarlyStopping", "History", "LambdaCallback", "ModelCheckpoint", "TrainingDiverged",
+           "TrainingInterrupted", "cross_validate", "evaluate", "fit"]

@@ -17,7 +17,7 @@ a checkpoint's global totals on the root and zeros elsewhere, so the sum over ra
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy
 

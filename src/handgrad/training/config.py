@@ -8,8 +8,8 @@ number of training samples.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .. import metrics as M
 from .._checks import check_bool, check_int, check_option, check_positive_int, check_probability
@@ -39,7 +39,7 @@ class FitConfig:
     @classmethod
     def from_fit_args(cls, loss, *, epochs, batch_size, validation_data, validation_split, seed, shuffle,
                       metrics, progress_bar, augment, checkpoint_dir, checkpoint_every, keep_checkpoints,
-                      resume_from, on_nonfinite, handle_signals, workers, where: str = "fit") -> "FitConfig":
+                      resume_from, on_nonfinite, handle_signals, workers, where: str = "fit") -> FitConfig:
         """Check every argument of ``fit`` (except the data); errors name ``where``."""
         epochs = check_positive_int(epochs, where, "epochs")
         batch_size = check_positive_int(batch_size, where, "batch_size")

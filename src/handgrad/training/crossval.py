@@ -3,7 +3,7 @@ held-out fold, k times. Imports both ``loop`` (fit) and ``evaluation`` (evaluate
 imports this module."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy
 

@@ -2,7 +2,7 @@
 (``003`` §4: validation data to choose, test data once at the end)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import backend
 from .. import metrics as M

@@ -73,7 +73,7 @@ class InterruptGuard:
         self.flag = SignalFlag(enabled)
         self.checkpointer, self.reducer = checkpointer, reducer
 
-    def __enter__(self) -> "InterruptGuard":
+    def __enter__(self) -> InterruptGuard:
         self.flag.__enter__()
         return self
 

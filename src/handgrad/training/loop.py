@@ -19,8 +19,9 @@ its file:
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
+from ..losses import Loss
 from . import progress
 from .accumulator import MetricAccumulator
 from .callbacks import Callback, CallbackList, History
@@ -32,7 +33,6 @@ from .inputs import TrainingData, as_numpy_data, check_validation_data, split_va
 from .reducer import check_reducer
 from .state import RandomStreams, RunState
 from .step import make_step
-from ..losses import Loss
 
 
 def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 32,
