@@ -43,6 +43,21 @@ def test_forward_backward_and_shapes_sections(name, forward, backward, capsys):
     assert "Legend" in out.splitlines()
 
 
+@pytest.mark.parametrize("name,forward,backward,shapes", [
+    ("Sigmoid", "a = σ(z) = 1/(1 + e^{−z})", "σ'(z) = σ(z)(1 − σ(z))", "Input and output shapes are equal"),
+    ("Softmax", "a_j = e^{z_j} / Σ_k e^{z_k}", "dC/dz_j = a_j (g_j − Σ_h g_h a_h)", "(N, ...)"),
+    ("SoftmaxCrossEntropy", "c = −Σ_j y_j ln softmax(z)_j", "dc/dz = softmax(z) − y", "Targets: integer labels"),
+    ("BinaryCrossEntropy", "c = Σ_j [softplus(z_j) − y_j z_j]", "dc/dz = σ(z) − y", "Targets: probabilities"),
+    ("MeanSquaredError", "c = ½ Σ_j (a_j − y_j)²", "∇_a c = a − y", None),
+])
+def test_activations_and_losses_have_sections(name, forward, backward, shapes, capsys):
+    _, out, _ = run(["explain", name], capsys)
+    flat = {t: " ".join(_section(out, t).split()) for t in ("Forward", "Backward")}
+    assert forward in flat["Forward"] and backward in flat["Backward"]
+    if shapes:
+        assert shapes in " ".join(_section(out, "Shapes").split())
+
+
 @pytest.mark.parametrize("name,sources,errata", [
     ("Dense", ["000 eqs. (1)–(4)", "001 eqs. (1), (3)", "003 §2"], ["1.", "2.", "4.", "7."]),
     ("Conv2D", ["001 eqs. (25)–(26)", "004 eq. (10)"], ["8.", "16.", "17."]),

@@ -109,11 +109,13 @@ class Loss:
 
 @_register
 class MeanSquaredError(Loss):
-    """Halved squared error (``003`` §2): c = ½ Σ_j (a_j − y_j)², so ∇_a c = a − y.
+    """Halved squared error (``003`` §2).
 
-    With a linear output this gives δ⁽ᴸ⁾ = a − y (``003`` §3); with sigmoid outputs statement
-    (1) multiplies by σ'(z), the slow learning of saturated units that §3 discusses.
-    ``001`` eq. (9)–(14) use the same halved L2 loss.
+    Forward: c = ½ Σ_j (a_j − y_j)².
+
+    Backward: ∇_a c = a − y. With a linear output this gives δ⁽ᴸ⁾ = a − y (``003`` §3); with
+    sigmoid outputs statement (1) multiplies by σ'(z), the slow learning of saturated units
+    that §3 discusses. ``001`` eqs. (9)–(14) use the same halved L2 loss.
     """
 
     def _compute(self, output, target, count):
@@ -129,14 +131,16 @@ class MeanSquaredError(Loss):
 
 @_register
 class BinaryCrossEntropy(Loss):
-    """Multi-label cross-entropy (``000`` §1.2, eq. (6); ``003`` §3):
-    c = −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)].
+    """Multi-label cross-entropy (``000`` §1.2, eq. (6); ``003`` §3).
 
-    ``from_logits=True`` (default): ``output`` is z and a = σ(z); then
-    c = Σ_j [softplus(z_j) − y_j z_j], stable for any z, and dc/dz = σ(z) − y
-    (``003`` §3: δ⁽ᴸ⁾ = a − y, ``000`` eq. (7)). ``from_logits=False``: ``output`` is a in
-    (0, 1), clipped to [ε, 1 − ε] with ε the dtype's machine epsilon, and
-    dc/da = (a − y) / (a(1 − a)).
+    Forward: c = −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)]. ``from_logits=True`` (default):
+    ``output`` is z and a = σ(z); then c = Σ_j [softplus(z_j) − y_j z_j], stable for any z.
+    ``from_logits=False``: ``output`` is a in (0, 1), clipped to [ε, 1 − ε] with ε the
+    dtype's machine epsilon.
+
+    Backward: with logits dc/dz = σ(z) − y (``003`` §3: δ⁽ᴸ⁾ = a − y, ``000`` eq. (7));
+    with probabilities dc/da = (a − y) / (a(1 − a)).
+
     Targets: probabilities in [0, 1] of the output's shape, or integer labels (one-hot).
     """
 
@@ -198,13 +202,17 @@ class BinaryCrossEntropy(Loss):
 
 @_register
 class SoftmaxCrossEntropy(Loss):
-    """Softmax output fused with the negative log-likelihood (``003`` §3):
-    c = −Σ_j y_j ln softmax(z)_j, and dc/dz = softmax(z) − y — the δ⁽ᴸ⁾ = a − y that
-    replaces statement (1). ln softmax is computed as z − max z − ln Σ e^{z − max z}, stable
-    for logits of any size. Targets: integer labels or one-hot/probability rows. For sequences
-    ``(N, T, C)`` the cost is averaged over samples and steps (``003`` §6: δ[t] = (a − y)/T per
-    sequence); an integer label of ``ignore_index`` (−1 by default; ``None`` disables it) marks a
-    padded step that adds neither cost nor gradient, the mean running over the other steps.
+    """Softmax output fused with the negative log-likelihood (``003`` §3).
+
+    Forward: c = −Σ_j y_j ln softmax(z)_j, with ln softmax computed as
+    z − max z − ln Σ e^{z − max z}, stable for logits of any size.
+
+    Backward: dc/dz = softmax(z) − y — the δ⁽ᴸ⁾ = a − y that replaces statement (1).
+
+    Targets: integer labels or one-hot/probability rows. For sequences ``(N, T, C)`` the cost
+    is averaged over samples and steps (``003`` §6: δ[t] = (a − y)/T per sequence); an integer
+    label of ``ignore_index`` (−1 by default; ``None`` disables it) marks a padded step that
+    adds neither cost nor gradient, the mean running over the other steps.
     """
 
     def __init__(self, ignore_index: int | None = -1) -> None:
@@ -257,9 +265,12 @@ class SoftmaxCrossEntropy(Loss):
 
 @_register
 class NegativeLogLikelihood(Loss):
-    """c = −Σ_j y_j ln a_j with ``output`` already probabilities (e.g. after ``Softmax``),
-    ``003`` §3. dc/da_j = −y_j / a_j (the ``001`` eqs. (17)–(20) factor −t_i/y_i).
-    Probabilities are floored at the dtype's smallest normal number so ln never gives −inf.
+    """Negative log-likelihood of probabilities (``003`` §3), e.g. after ``Softmax``.
+
+    Forward: c = −Σ_j y_j ln a_j with ``output`` already probabilities, floored at the dtype's
+    smallest normal number so ln never gives −inf.
+
+    Backward: dc/da_j = −y_j / a_j (the ``001`` eqs. (17)–(20) factor −t_i/y_i).
     """
 
     def _floor(self, a):

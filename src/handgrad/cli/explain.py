@@ -3,9 +3,10 @@ errata, read from its docstring (the one source of truth) and wrapped to the ter
 
 Docstring structure it reads (``inspect.cleandoc`` of the class docstring): the first
 paragraph is the summary; a paragraph that starts with ``Forward`` or ``Backward`` opens that
-section, one that starts with ``Input``, ``Output``, ``Params`` or ``Shapes`` the shapes
-section; later paragraphs continue the section they follow; a paragraph ending in ``::`` is
-followed by an indented literal block (the equations), printed as written. A docstring without
+section, one that starts with ``Input``, ``Output``, ``Params``, ``Shapes`` or ``Targets`` the
+shapes section (else the module docstring's paragraphs that start so are used); later
+paragraphs continue the section they follow; a paragraph ending in ``::`` is followed by an
+indented literal block (the equations), printed as written. A docstring without
 such paragraphs is printed as its description. The module docstring's ``Legend:`` paragraph
 names the symbols. Citations are the seed names in double back-quotes followed by
 ``§``/``eq.``/``eqs.``/``statement(s)`` and numbers.
@@ -26,7 +27,7 @@ import sys
 import textwrap
 from importlib import resources
 
-_HEAD = re.compile(r"^(Forward|Backward|Input|Output|Params|Shapes)\b")
+_HEAD = re.compile(r"^(Forward|Backward|Input|Output|Params|Shapes|Targets)\b")
 _SEED = re.compile(r"``(00\d)``")
 _EQS = re.compile(r"\beqs?\.\s*((?:\(\d+\)(?:\s*[–-]\s*\(\d+\))?(?:,\s*|\s+and\s+)?)+)")
 _NUM_RANGE = re.compile(r"\((\d+)\)(?:\s*[–-]\s*\((\d+)\))?")
@@ -97,6 +98,8 @@ def parse(cls: type) -> dict:
             m = _HEAD.match(text.lstrip("- "))
             if m:
                 current = {"Forward": "forward", "Backward": "backward"}.get(m.group(1), "shapes")
+                if current != "shapes":  # "Forward: a = …" under the title "Forward"
+                    text = re.sub(r"^(Forward|Backward):\s*", "", text)
             elif n == 0:
                 sections["summary"].append((kind, text))
                 continue
@@ -104,6 +107,9 @@ def parse(cls: type) -> dict:
     module = sys.modules.get(cls.__module__)
     mdoc = inspect.cleandoc(getattr(module, "__doc__", None) or "")
     legend = next((t for k, t in _blocks(mdoc) if k == "prose" and t.startswith("Legend")), None)
+    if not sections["shapes"]:  # shapes shared by the module's classes (e.g. every activation)
+        sections["shapes"] = [(k, t) for k, t in _blocks(mdoc) if k == "prose" and _HEAD.match(t)
+                              and not t.startswith(("Forward", "Backward"))]
     return {**sections, "legend": legend, "doc": doc}
 
 
@@ -237,7 +243,7 @@ def explain(name: str, width: int | None = None) -> str:
         lines += ["Legend"] + _emit([("prose", info["legend"].split(":", 1)[1])], width)
     cites = citations(info["doc"])
     lines += ["Sources (seed notes, equation numbers)"]
-    lines += [textwrap.fill(c, width, initial_indent="  ", subsequent_indent="      ") for c in cites] or ["  (none cited)"]
+    lines += [_fill(c, width, initial_indent="  ", subsequent_indent="      ") for c in cites] or ["  (none cited)"]
     lines.append("")
     found = applicable_errata(cls, info["doc"], load_errata())
     lines.append("Errata that apply (docs/errata.md)")
@@ -246,15 +252,19 @@ def explain(name: str, width: int | None = None) -> str:
     for e, why in found:
         first, last = e["numbers"][0], e["numbers"][-1]
         nums = f"{first}–{last}" if last != first else str(first)
-        lines.append(textwrap.fill(f"{nums}. {_md(e['heading'])}", width, initial_indent="  ", subsequent_indent="      "))
+        lines.append(_fill(f"{nums}. {_md(e['heading'])}", width, initial_indent="  ", subsequent_indent="      "))
         for k, row in e["rows"].items():
-            lines.append(textwrap.fill(f"{k}: {_md(row['slip'])} ({_md(row['kind'])})", width,
+            lines.append(_fill(f"{k}: {_md(row['slip'])} ({_md(row['kind'])})", width,
                                        initial_indent="      ", subsequent_indent="        "))
         if e["handgrad"]:
-            lines.append(textwrap.fill(f"handgrad: {_md(e['handgrad'])}", width, initial_indent="      ",
+            lines.append(_fill(f"handgrad: {_md(e['handgrad'])}", width, initial_indent="      ",
                                        subsequent_indent="        "))
-        lines.append(textwrap.fill(f"(applies because {why})", width, initial_indent="      ", subsequent_indent="        "))
+        lines.append(_fill(f"(applies because {why})", width, initial_indent="      ", subsequent_indent="        "))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _fill(text: str, width: int, **kw) -> str:
+    return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False, **kw)
 
 
 def _md(text: str) -> str:

@@ -3,6 +3,7 @@
 Each activation σ maps z to a = σ(z) element-wise, so the backward pass is the element-wise
 product of ``003`` §2 statement (2): dC/dz = dC/da ⊙ σ'(z). Layers cache what that needs and
 nothing more (the output for sigmoid and tanh, whose derivatives are functions of it).
+
 Input and output shapes are equal and arbitrary, ``(N, ...)``.
 """
 from __future__ import annotations
@@ -13,7 +14,12 @@ from .base import Layer, register
 
 @register
 class Identity(Layer):
-    """a = z, σ'(z) = 1: the linear neurons of ``003`` §1 (and §3's linear output units)."""
+    """The linear neurons of ``003`` §1 (and §3's linear output units).
+
+    Forward: a = z.
+
+    Backward: σ'(z) = 1, so dC/dz = dC/da.
+    """
 
     def _forward(self, x, training):
         return x
@@ -24,10 +30,14 @@ class Identity(Layer):
 
 @register
 class Sigmoid(Layer):
-    """a = σ(z) = 1/(1 + e^{−z}); σ'(z) = σ(z)(1 − σ(z)) (``003`` §2), so backward
-    returns ``grad_y * a * (1 − a)`` using the cached output a. ``000`` eq. (1)/(8) use the
-    same derivative a(1 − a). Computed from e^{−|z|} (``functional.sigmoid``): no overflow, and full
-    relative precision in the far negative tail."""
+    """Sigmoid neurons (``003`` §1–§2).
+
+    Forward: a = σ(z) = 1/(1 + e^{−z}), computed from e^{−|z|} (``functional.sigmoid``): no
+    overflow, and full relative precision in the far negative tail.
+
+    Backward: σ'(z) = σ(z)(1 − σ(z)) (``003`` §2), so backward returns ``grad_y * a * (1 − a)``
+    using the cached output a. ``000`` eqs. (1), (8) use the same derivative a(1 − a).
+    """
 
     def _forward(self, x, training):
         y = F.sigmoid(x)
@@ -42,7 +52,13 @@ class Sigmoid(Layer):
 
 @register
 class Tanh(Layer):
-    """a = tanh(z); tanh'(z) = 1 − tanh²(z), so backward returns ``grad_y * (1 − a²)``."""
+    """Hyperbolic-tangent neurons.
+
+    Forward: a = tanh(z).
+
+    Backward: tanh'(z) = 1 − tanh²(z), so backward returns ``grad_y * (1 − a²)`` using the
+    cached output a.
+    """
 
     def _forward(self, x, training):
         xp = backend.array_module(x)
@@ -58,9 +74,13 @@ class Tanh(Layer):
 
 @register
 class ReLU(Layer):
-    """a = max(0, z), the rectified linear neurons of ``003`` §1; σ'(z) = 1 for z > 0 and 0
-    otherwise (we take 0 at the kink z = 0, as PyTorch does). Backward returns
-    ``grad_y * (a > 0)``."""
+    """The rectified linear neurons of ``003`` §1.
+
+    Forward: a = max(0, z).
+
+    Backward: σ'(z) = 1 for z > 0 and 0 otherwise (we take 0 at the kink z = 0, as PyTorch
+    does), so backward returns ``grad_y * (a > 0)``.
+    """
 
     def _forward(self, x, training):
         xp = backend.array_module(x)
@@ -76,10 +96,12 @@ class ReLU(Layer):
 
 @register
 class Softmax(Layer):
-    """a_j = e^{z_j} / Σ_k e^{z_k} over the last axis (``003`` §3).
+    """Softmax over the last axis (``003`` §3).
 
-    Every output depends on every input of the row: ∂a_h/∂z_j = a_h(δ_hj − a_j) (the case
-    analysis of ``003`` §3). Backward applies that Jacobian without forming it:
+    Forward: a_j = e^{z_j} / Σ_k e^{z_k}, along the last axis.
+
+    Backward: every output depends on every input of the row: ∂a_h/∂z_j = a_h(δ_hj − a_j)
+    (the case analysis of ``003`` §3). Backward applies that Jacobian without forming it:
     dC/dz_j = a_j (g_j − Σ_h g_h a_h), with g = dC/da. For classification prefer the fused
     ``losses.SoftmaxCrossEntropy`` (δ = a − y, cheaper and stabler).
     """
@@ -97,10 +119,12 @@ class Softmax(Layer):
 
 @register
 class BinaryThreshold(Layer):
-    """Binary thresholded neurons (``003`` §1): a = 1 if z ≥ θ, else 0.
+    """Binary thresholded neurons (``003`` §1).
 
-    The derivative is 0 everywhere except at z = θ, where it does not exist. Backward
-    therefore returns zeros: no error flows through a threshold unit, which is why such
+    Forward: a = 1 if z ≥ θ, else 0.
+
+    Backward: the derivative is 0 everywhere except at z = θ, where it does not exist, so
+    backward returns zeros: no error flows through a threshold unit, which is why such
     networks cannot be trained by backpropagation (the reason smooth sigmoid neurons exist).
     """
 
@@ -128,8 +152,10 @@ class BinaryThreshold(Layer):
 class StochasticBinary(Layer):
     """Stochastic binary neurons (``003`` §1): P(a = 1) = σ(z).
 
-    Training: samples a ~ Bernoulli(σ(z)) from the layer's generator. Otherwise: returns the
-    expectation σ(z). The sample has no derivative, so backward returns the derivative of the
+    Forward: when training, samples a ~ Bernoulli(σ(z)) from the layer's generator; otherwise
+    returns the expectation σ(z).
+
+    Backward: the sample has no derivative, so backward returns the derivative of the
     expected output, ``grad_y * σ(z)(1 − σ(z))`` (the unbiased-mean "straight-through"
     estimator). Setting ``sample = False`` makes training forwards return σ(z) too;
     ``gradcheck`` does so, since that is the function whose derivative backward computes.
