@@ -103,6 +103,10 @@ def _describe(prefix: str, group: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _want(prefix: str, want: dict[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{_key(prefix, s)!r} {shape}" for s, shape in want.items())
+
+
 def _expected(layer) -> dict[str, tuple[int, ...]]:
     """The torch keys (suffixes) the layer needs and their shapes."""
     p = layer.params
@@ -121,14 +125,14 @@ def _read_group(i: int, layer, prefix: str, group: dict[str, Any]) -> dict[str, 
         hint = ""
         if any(re.search(r"_l[1-9]\d*$|_reverse$|weight_hr", s) for s in unknown):
             hint = " (only single-layer, unidirectional recurrent modules without projections map)"
-        raise ValueError(f"{where} ({_TORCH_NAME[type(layer)]}) expects torch keys "
-                         f"{[_key(prefix, s) for s in want]}; the torch module has {_describe(prefix, group)}: "
+        raise ValueError(f"{where} ({_TORCH_NAME[type(layer)]}) expects torch keys {_want(prefix, want)}; "
+                         f"the torch module has {_describe(prefix, group)}: "
                          f"unexpected {[_key(prefix, s) for s in unknown]}{hint}")
     weights = [s for s in want if s.startswith("weight")]
     missing = [s for s in weights if s not in group]
     if missing:
-        raise ValueError(f"{where} ({_TORCH_NAME[type(layer)]}) expects torch keys "
-                         f"{[_key(prefix, s) for s in want]}; the torch module has {_describe(prefix, group)}: "
+        raise ValueError(f"{where} ({_TORCH_NAME[type(layer)]}) expects torch keys {_want(prefix, want)}; "
+                         f"the torch module has {_describe(prefix, group)}: "
                          f"missing {[_key(prefix, s) for s in missing]}")
     arrays = {}
     for s, shape in want.items():
