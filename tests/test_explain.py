@@ -8,7 +8,8 @@ import pathlib
 
 import pytest
 
-from handgrad import cli, layers as L
+from handgrad import cli
+from handgrad import layers as L
 from handgrad.cli import explain as ex
 
 ERRATA_MD = pathlib.Path(__file__).resolve().parents[1] / "docs" / "errata.md"
@@ -166,7 +167,7 @@ def test_update_errata_writes_the_index(tmp_path, monkeypatch, capsys):
                   "| 1 | `000` eq. (7) | missing sum | a \\| b |\n\n## 1. A slip\n\n**handgrad.** `Dense` is right.\n",
                   encoding="utf-8")
     written = {}
-    import handgrad.fsutil as fsutil
+    from handgrad import fsutil
 
     monkeypatch.setattr(fsutil, "atomic_write_bytes", lambda path, data: written.update({path: data}))
     code, out, _ = run(["explain", "--update-errata", md], capsys)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import cli, data, layers as L, presets
+from handgrad import cli, data, presets
+from handgrad import layers as L
 
 torch = pytest.importorskip("torch", reason="PyTorch trains the model that is imported")
 nn = torch.nn

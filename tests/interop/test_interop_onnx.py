@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import layers as L, presets
+from handgrad import layers as L
+from handgrad import presets, rbm
 from handgrad.interop import to_onnx
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
@@ -40,9 +41,9 @@ def _randomize_params(model, seed):
 
 def _families():
     """(name, model, input_shape, function of (rng, batch) → input)."""
-    img = lambda c, h, w: (lambda rng, n: rng.standard_normal((n, c, h, w)))  # noqa: E731
-    seq = lambda t, f: (lambda rng, n: rng.standard_normal((n, t, f)))  # noqa: E731
-    vec = lambda f: (lambda rng, n: rng.standard_normal((n, f)))  # noqa: E731
+    img = lambda c, h, w: (lambda rng, n: rng.standard_normal((n, c, h, w)))
+    seq = lambda t, f: (lambda rng, n: rng.standard_normal((n, t, f)))
+    vec = lambda f: (lambda rng, n: rng.standard_normal((n, f)))
     out = [
         ("mlp-activations", hg.Sequential([
             L.Normalize(0.2, 0.5), L.Dense(6, 7), L.Sigmoid(), L.Dense(7, 7), L.Tanh(), L.Dropout(0.5),
@@ -56,8 +57,11 @@ def _families():
             L.Conv2D(3, 2, 2, padding=1), L.AvgPool2D((2, 3), stride=(1, 2)), L.Flatten()]), (2, 11, 9), img(2, 11, 9)),
         ("cnn-untied-bias", hg.Sequential([L.Conv2D(1, 2, 3, untied_bias=(5, 6)), L.Tanh(), L.Flatten(),
                                            L.Dense(60, 3)]), (1, 7, 8), img(1, 7, 8)),
-        ("autoencoder", hg.Sequential([L.Dense(10, 6), L.Sigmoid(), L.Dense(6, 3), L.Dense(3, 6), L.Sigmoid(),
-                                       L.Dense(6, 10), L.Sigmoid()]), (10,), lambda rng, n: rng.random((n, 10))),
+        # the deep autoencoder (003 §9), unrolled from an RBM stack with a linear code layer
+        ("autoencoder", rbm.unroll([rbm.RBM(10, 6), rbm.RBM(6, 3, hidden="gaussian")]), (10,),
+         lambda rng, n: rng.random((n, 10))),
+        ("autoencoder-logits", rbm.unroll([rbm.RBM(10, 6, visible="gaussian"), rbm.RBM(6, 3)], logits=True), (10,),
+         lambda rng, n: rng.standard_normal((n, 10))),
     ]
     for seqs in (True, False):
         for act in ("tanh", "sigmoid"):

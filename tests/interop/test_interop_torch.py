@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad import layers as L, presets
+from handgrad import layers as L
+from handgrad import presets, rbm
 from handgrad.interop import from_torch, to_torch_state_dict
 
 torch = pytest.importorskip("torch", reason="PyTorch is the reference of these tests")
@@ -86,9 +87,9 @@ def _families():
         out.append((f"lstm-seq{seqs}", hg.Sequential([L.LSTM(3, 4, return_sequences=seqs, rng=1), L.Dense(4, 2, rng=2)]),
                     nn.Sequential(LastStep(nn.LSTM(3, 4, batch_first=True), seqs), nn.Linear(4, 2)),
                     rng.standard_normal((3, 5, 3))))
-    # the deep autoencoder's unrolled stack (003 §9): Dense + Sigmoid, encoder then decoder
-    out.append(("autoencoder", hg.Sequential([L.Dense(8, 5, rng=1), L.Sigmoid(), L.Dense(5, 2, rng=2),
-                                              L.Dense(2, 5, rng=3), L.Sigmoid(), L.Dense(5, 8, rng=4), L.Sigmoid()]),
+    # the deep autoencoder (003 §9) unrolled from an RBM stack with a linear (gaussian) code layer:
+    # Dense + Sigmoid, Dense (code), then the decoder Dense + Sigmoid twice
+    out.append(("autoencoder", rbm.unroll([rbm.RBM(8, 5, rng=1), rbm.RBM(5, 2, hidden="gaussian", rng=2)]),
                 nn.Sequential(nn.Linear(8, 5), nn.Sigmoid(), nn.Linear(5, 2), nn.Linear(2, 5), nn.Sigmoid(),
                               nn.Linear(5, 8), nn.Sigmoid()),
                 rng.random((4, 8))))

@@ -165,11 +165,11 @@ def errata_index(markdown: str) -> list[dict]:
         if len(cells) == 6 and cells[0] == cells[5] == "" and cells[1].isdigit():
             rows[int(cells[1])] = {"where": cells[2], "kind": cells[3], "slip": cells[4].replace("\\|", "|")}
     entries = []
-    for m in re.finditer(r"^## (\d+)(?:[–-](\d+))?\. (.*)$", markdown, flags=re.M):
+    for m in re.finditer(r"^## (\d+)(?:[–-](\d+))?\. (.*)$", markdown, flags=re.MULTILINE):
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         end = markdown.find("\n## ", m.end())
         body = markdown[m.end():end if end >= 0 else len(markdown)]
-        hg = re.search(r"\*\*handgrad\.\*\*(.*?)(?:\n\s*\n|$)", body, flags=re.S)
+        hg = re.search(r"\*\*handgrad\.\*\*(.*?)(?:\n\s*\n|$)", body, flags=re.DOTALL)
         entries.append({"numbers": list(range(lo, hi + 1)), "heading": m.group(3).strip(),
                         "rows": {str(k): rows[k] for k in range(lo, hi + 1) if k in rows},
                         "handgrad": re.sub(r"\s+", " ", hg.group(1)).strip() if hg else ""})

@@ -119,8 +119,8 @@ def _export_shape(args, model) -> tuple:
 
 
 def cmd_export(args) -> int:
-    from ..interop.onnx_export import OPSET, build_onnx
     from ..fsutil import atomic_write_bytes
+    from ..interop.onnx_export import OPSET, build_onnx
 
     model = load(args.model)
     shape = _export_shape(args, model)

@@ -7,4 +7,4 @@ package (``pip install 'handgrad[onnx]'``), imported only when it is called.
 from .onnx_export import to_onnx
 from .pytorch import from_torch, to_torch_state_dict
 
-__all__ = ["from_torch", "to_torch_state_dict", "to_onnx"]
+__all__ = ["from_torch", "to_onnx", "to_torch_state_dict"]

@@ -24,7 +24,7 @@ states. Any other layer raises ``ValueError`` naming it.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy
 
@@ -44,9 +44,9 @@ _SIMPLE = {L.Sigmoid: "Sigmoid", L.Tanh: "Tanh", L.ReLU: "Relu", L.Identity: "Id
 
 def _import_onnx():
     try:
-        import onnx  # noqa: PLC0415 - optional dependency
-        import onnx.checker  # noqa: F401,PLC0415
-        import onnx.numpy_helper  # noqa: F401,PLC0415
+        import onnx
+        import onnx.checker
+        import onnx.numpy_helper
     except ImportError as exc:
         raise ImportError("to_onnx needs the onnx package: pip install 'handgrad[onnx]'") from exc
     return onnx
