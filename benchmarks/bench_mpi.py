@@ -46,7 +46,8 @@ def child(args) -> None:
     from threadpoolctl import threadpool_limits
 
     import handgrad as hg
-    from handgrad import distributed as dist, losses
+    from handgrad import distributed as dist
+    from handgrad import losses
 
     threadpool_limits(args.blas_threads)
     comm = dist.MPICommunicator() if args.mpi else dist.LocalCommunicator()

@@ -1,8 +1,11 @@
 """Run under ``mpiexec -n K python mpi_worker.py MODE MODEL DTYPE``: the distributed pieces on
 tiny data, compared with the single-process computation each rank also does itself. Rank 0
-prints one JSON line ``RESULT {...}``. Modes: ``grad`` (one step's allreduced gradient),
-``train`` (a few optimizer steps with dropout and an uneven last batch), ``fail`` (rank 1's
-forward raises at the second step), ``abort`` (rank 1 raises outside a step)."""
+prints one JSON line ``RESULT {...}``. Modes (several joined by "+" run in one
+launch): ``grad`` (one step's allreduced gradient), ``bucket`` (the same, in ``--bucket=BYTES``
+pieces), ``train`` (a few optimizer steps with dropout and uneven batches), ``norows`` (the
+same without row-sharded dropout draws: must differ), ``bcast`` (optimizer and generator
+states from rank 0), ``eval`` (validation sums), ``fail`` (rank 1's forward raises at the
+second step), ``abort`` (rank 1 raises outside a step), ``signal`` (stop on a forwarded signal)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +15,8 @@ import numpy as np
 
 import handgrad as hg
 from handgrad import distributed as dist
-from handgrad import layers as L, losses, optim
+from handgrad import layers as L
+from handgrad import losses, optim
 
 
 def build(kind: str, dtype: str):
@@ -71,7 +75,7 @@ def seed_layers(model, seed: int):
 
 def main() -> None:
     mode, kinds, dtype = sys.argv[1:4]
-    options = sys.argv[4:]  # --bucket=BYTES, --no-rows (dropout not row-sharded: must differ)
+    options = sys.argv[4:]  # --bucket=BYTES for mode "bucket"
     bucket = [int(o.split("=")[1]) for o in options if o.startswith("--bucket=")]
     comm = dist.MPICommunicator()
     if mode == "abort":
@@ -80,10 +84,15 @@ def main() -> None:
                 raise OSError("disk full while writing on rank 1")
             comm.barrier()
         return
+    if mode == "signal":
+        return signal_run(comm, options[0])
     results = {}
-    for kind in kinds.split(","):
-        comm.stats.reset()
-        results[kind] = run(mode, kind, dtype, comm, dist.MPIReducer(comm, bucket[0] if bucket else 0), options)
+    for one_mode in mode.split("+"):  # several modes in one launch: keys "mode:kind"
+        for kind in kinds.split(","):
+            comm.stats.reset()
+            reducer = dist.MPIReducer(comm, bucket[0] if bucket and one_mode == "bucket" else 0)
+            results[f"{one_mode}:{kind}"] = run(one_mode.replace("bucket", "grad"), kind, dtype, comm, reducer,
+                                                options)
     if comm.rank == 0:
         print("RESULT " + json.dumps(results), flush=True)
 
@@ -99,7 +108,7 @@ def run(mode, kind, dtype, comm, reducer, options) -> dict:
     dist.broadcast_parameters(comm, model)
     seed_layers(ref, 7)
     seed_layers(model, 7)
-    views = [] if "--no-rows" in options else dist.install_row_sharding([model])
+    views = [] if mode == "norows" else dist.install_row_sharding([model])
     step = dist.ShardedStep(model, loss, reducer, generators=views)
     if mode == "grad":
         idx = np.arange(n)
@@ -110,7 +119,7 @@ def run(mode, kind, dtype, comm, reducer, options) -> dict:
         g = grads_of(model)
         result = {"rel": rel(g, grads_of(ref)), "value": abs(value - ref_value), "same": same_on_all_ranks(comm, g),
                   "spans": spans, "allreduce_calls": comm.stats.calls}
-    elif mode in ("train", "fail"):
+    elif mode in ("train", "fail", "norows"):
         opt_ref, opt = optim.Adam(ref, lr=0.01), optim.Adam(model, lr=0.01)
         order = np.random.default_rng(3)
         for epoch in range(2):
@@ -144,9 +153,49 @@ def run(mode, kind, dtype, comm, reducer, options) -> dict:
         result = {"same": same_on_all_ranks(comm, slots), "lr": opt.lr, "steps": opt.steps,
                   "n_slots": int(slots.size), "gen_same": same_on_all_ranks(comm, gen.random(3))}
         result["lr_same"] = same_on_all_ranks(comm, np.array([opt.lr, opt.steps], dtype=np.float64))
+    elif mode == "eval":  # validation sums over ranks: whole batches of 3 per rank
+        labels = y if y.dtype.kind in "iu" else None
+        got = dist.evaluate_sharded(model, loss, x, y, reducer, batch_size=3, labels=labels)
+        want = hg.evaluate(ref, loss, x, y, batch_size=3)
+        result = {"loss": abs(got["loss"] - want["loss"]), "accuracy": abs(got["accuracy"] - want["accuracy"])}
     else:
         raise ValueError(mode)
     return result
+
+
+def signal_run(comm, out_dir: str) -> None:
+    """Train until SIGINT/SIGTERM (forwarded by mpiexec to every rank, noticed at different
+    steps); the ranks agree on the flag after every step, stop at the same step, and rank 0
+    alone writes its "checkpoint" (a file naming the step)."""
+    import os
+    import signal
+
+    raised = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, f: raised.append(s))
+    reducer = dist.MPIReducer(comm)
+    loss = losses.SoftmaxCrossEntropy()
+    model = build("mlp", "float64")
+    step = dist.ShardedStep(model, loss, reducer, generators=dist.install_row_sharding([model]))
+    x, y = data("mlp", 11, "float64")
+    for n_step in range(1, 200000):
+        step(x, y)
+        if n_step == 1 and comm.rank == 0:
+            print("READY", flush=True)
+        if reducer.any(bool(raised)):
+            break
+    stops = numpy_all_steps(comm, n_step)
+    if reducer.is_root:
+        with open(os.path.join(out_dir, f"ckpt-{n_step}.txt"), "w") as f:
+            f.write(str(n_step))
+        print("RESULT " + json.dumps({"steps": stops, "signal": raised[:1]}), flush=True)
+
+
+def numpy_all_steps(comm, n_step: int) -> list[int]:
+    v = np.zeros(comm.size)
+    v[comm.rank] = n_step
+    comm.allreduce_sum(v)
+    return [int(s) for s in v]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import pytest
 
 import handgrad as hg
 from handgrad import distributed as dist
-from handgrad import layers as L, losses
+from handgrad import layers as L
+from handgrad import losses
 
 
 def test_launcher_world_reads_hydra_open_mpi_and_nothing():
@@ -78,7 +79,7 @@ def test_a_failing_step_raises_rank_failure_with_its_message():
 
 
 def test_sharded_step_on_one_rank_is_the_plain_step():
-    make = lambda: hg.Sequential([L.Dense(3, 4, rng=0, dtype="float64"), L.Dropout(0.5, rng=2),  # noqa: E731
+    make = lambda: hg.Sequential([L.Dense(3, 4, rng=0, dtype="float64"), L.Dropout(0.5, rng=2),
                                   L.Dense(4, 2, rng=1, dtype="float64")])
     ref, model = make(), make()
     loss = losses.SoftmaxCrossEntropy()
@@ -102,14 +103,12 @@ def test_sharded_step_refuses_stateful_layers():
 
 def test_abort_on_error_names_the_rank_and_passes_agreed_errors(capsys):
     comm = dist.LocalCommunicator(1, 2)
-    with pytest.raises(SystemExit) as info:
-        with dist.abort_on_error(comm):
-            raise OSError("no space left")
+    with pytest.raises(SystemExit) as info, dist.abort_on_error(comm):
+        raise OSError("no space left")
     assert info.value.code == 1
     assert "rank 1 of 2 failed" in capsys.readouterr().err
-    with pytest.raises(dist.RankFailure):
-        with dist.abort_on_error(comm):
-            raise dist.RankFailure("agreed", 0)
+    with pytest.raises(dist.RankFailure), dist.abort_on_error(comm):
+        raise dist.RankFailure("agreed", 0)
     with pytest.raises(OSError):  # one process: nothing to end, the error propagates
         with dist.abort_on_error(dist.LocalCommunicator()):
             raise OSError("x")

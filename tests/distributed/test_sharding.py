@@ -8,7 +8,8 @@ import pytest
 
 import handgrad as hg
 from handgrad import distributed as dist
-from handgrad import layers as L, losses
+from handgrad import layers as L
+from handgrad import losses
 
 
 def mlp():

@@ -98,8 +98,9 @@ def _scatter(flat, arrays) -> None:
 
 
 def broadcast_parameters(comm, model, root: int = 0) -> None:
-    """Every parameter (trainable or not) and every stateful layer's carried state set to
-    root's, with one Bcast of one flat buffer. Shapes must already agree (same architecture)."""
+    """Every parameter (trainable or not) set to root's, with one Bcast of one flat buffer.
+    Shapes must already agree (same architecture); stateful layers are refused by the
+    sharded step, so there is no carried state to send."""
     arrays = [p for _, p in model.parameters()]
     flat = _flat_of(arrays, numpy.float64 if model.dtype == numpy.float64 else model.dtype)
     if comm.size > 1:

@@ -4,8 +4,7 @@ same batches, each batch's mean loss weighted by its samples (``loss = Σ_b C_b�
 accuracy = Σ correct / Σ labelled items — up to the order of the additions."""
 from __future__ import annotations
 
-from typing import Sequence
-
+from collections.abc import Sequence
 
 from .. import backend
 from .. import metrics as M

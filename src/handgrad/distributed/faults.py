@@ -36,7 +36,7 @@ def abort_on_error(comm, collective: tuple[type[BaseException], ...] = ()):
         yield
     except agreed:
         raise
-    except BaseException as exc:  # noqa: BLE001 — anything else would hang the other ranks
+    except BaseException as exc:
         if comm is None or comm.size == 1 or isinstance(exc, SystemExit) and not exc.code:
             raise
         sys.stderr.write(format_failure(comm.rank, comm.size, exc))
