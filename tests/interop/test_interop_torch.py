@@ -192,6 +192,16 @@ def test_accepts_numpy_arrays_and_safetensors_key_order(tmp_path):
         np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_nested_sequential_names_from_a_sorted_file_map_in_numeric_order():
+    net = nn.Sequential()
+    net.add_module("net", nn.Sequential(*[nn.Linear(3, 3) for _ in range(12)]))
+    sd = {k: v.detach().numpy() for k, v in sorted(net.state_dict().items())}  # as a file stores them
+    assert list(sd)[2] == "net.1.bias" and list(sd)[4] == "net.10.bias"
+    model = from_torch(hg.Sequential([L.Dense(3, 3) for _ in range(12)]), sd)
+    for i in range(12):
+        np.testing.assert_array_equal(model.layers[i].params["W"], net.net[i].weight.detach().numpy())
+
+
 def test_torch_names_outside_a_sequential_keep_registration_order():
     class Net(nn.Module):
         def __init__(self):

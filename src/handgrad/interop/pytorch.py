@@ -72,11 +72,17 @@ def _parameterised(model: Sequential, where: str) -> list[tuple[int, Any]]:
     return out
 
 
+def _natural(prefix: str) -> tuple:
+    """Sort key that reads the numeric parts of a module name as numbers ("net.2" < "net.10")."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in prefix.split("."))
+
+
 def _group(state_dict: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``[(prefix, {suffix: value})]`` in module order. Numeric prefixes (an ``nn.Sequential``,
-    as ``to_torch_state_dict`` writes) are sorted as numbers, because files such as safetensors
-    store keys alphabetically ("10" before "2"); other prefixes keep the mapping's order, which
-    for a torch ``state_dict()`` is the order the modules were registered."""
+    """``[(prefix, {suffix: value})]`` in module order: the mapping's own order (a torch
+    ``state_dict()`` lists modules in the order they were registered), except when that order
+    is plain string order, as files such as safetensors store keys ("10" before "2"): then the
+    numeric parts of the names are sorted as numbers, which restores the order of an
+    ``nn.Sequential`` (the names ``to_torch_state_dict`` writes)."""
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"from_torch: expected a state dict (a mapping of names to tensors), "
                         f"got {type(state_dict).__name__}")
@@ -87,8 +93,9 @@ def _group(state_dict: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         prefix, _, suffix = key.rpartition(".")
         groups.setdefault(prefix, {})[suffix] = value
     items = list(groups.items())
-    if items and all(re.fullmatch(r"\d+", p) for p, _ in items):
-        items.sort(key=lambda kv: int(kv[0]))
+    prefixes = [p for p, _ in items]
+    if prefixes == sorted(prefixes) or all(re.fullmatch(r"\d+", p) for p in prefixes):
+        items.sort(key=lambda kv: _natural(kv[0]))
     return items
 
 
