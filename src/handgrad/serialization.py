@@ -4,7 +4,8 @@ the architecture. No pickle anywhere; layers are rebuilt through the explicit re
 
 File layout (safetensors): tensors ``"layers.{i}.{name}"``; metadata ``"handgrad"`` (format
 version) and ``"architecture"`` (JSON: ``{"class": "Sequential", "layers": [{"class": ...,
-"config": {...}}, ...]}``).
+"config": {...}}, ...]}``). RBMs and stacks of RBMs (``handgrad.rbm``) are saved the same way,
+with tensors ``"rbms.{i}.{name}"`` and the architecture of ``handgrad.rbm.files``.
 """
 from __future__ import annotations
 
@@ -29,20 +30,32 @@ def _architecture(model: Sequential) -> dict:
                         "trainable": layer.trainable} for layer in model.layers]}
 
 
+def _holders(model, where: str):
+    """(architecture, objects whose params are saved, tensor-name prefix) of what ``save`` got."""
+    from .rbm import files as rbm_files  # noqa: PLC0415 (handgrad.rbm builds on this module)
+
+    if rbm_files.is_rbm_object(model):
+        arch, holders = rbm_files.describe(model)
+        return arch, holders, rbm_files.PREFIX
+    if not isinstance(model, Sequential):
+        raise TypeError(f"{where}: expected a Sequential model, an RBM or a list of RBMs, got {type(model).__name__}")
+    return _architecture(model), model.layers, "layers"
+
+
 def save(model: Sequential, path: str | os.PathLike, metadata: dict | None = None) -> None:
     """Write ``model`` (architecture + weights, bit for bit, same dtype) to exactly ``path``.
+    ``model`` is a ``Sequential``, an ``rbm.RBM`` or a list of RBMs (a pretraining stack).
 
     ``metadata``: optional JSON-serializable dict stored beside the architecture (the CLI keeps
     the preset, the loss and the input shape there); read it back with ``read_metadata``."""
     from safetensors.numpy import save as st_save
 
-    if not isinstance(model, Sequential):
-        raise TypeError(f"save: expected a Sequential model, got {type(model).__name__}")
+    arch, holders, prefix = _holders(model, "save")
     tensors = {}
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(holders):
         for k, p in layer.params.items():
-            tensors[f"layers.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
-    meta = {"handgrad": FORMAT_VERSION, "architecture": json.dumps(_architecture(model))}
+            tensors[f"{prefix}.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
+    meta = {"handgrad": FORMAT_VERSION, "architecture": json.dumps(arch)}
     if metadata is not None:
         try:
             meta["user"] = json.dumps(metadata)
@@ -119,8 +132,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def load(path: str | os.PathLike) -> Sequential:
-    """Rebuild the model saved at ``path``. Untrusted, truncated or malformed files raise
-    ``ValueError``; nothing in the file is executed."""
+    """Rebuild the model saved at ``path`` (a ``Sequential``, or the RBM / list of RBMs that
+    was saved). Untrusted, truncated or malformed files raise ``ValueError``; nothing in the
+    file is executed."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
@@ -130,7 +144,14 @@ def load(path: str | os.PathLike) -> Sequential:
         arch = json.loads(meta["architecture"])
     except (TypeError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{where}: malformed architecture metadata ({exc})") from None
-    model = _build(arch, where)
+    from .rbm import files as rbm_files  # noqa: PLC0415
+
+    if isinstance(arch, dict) and arch.get("class") in rbm_files.CLASSES:
+        model, holders = rbm_files.build(arch, where)
+        prefix = rbm_files.PREFIX
+    else:
+        model = _build(arch, where)
+        holders, prefix = model.layers, "layers"
     header = _parse_header(data, where)
     for key, info in header.items():
         if key != "__metadata__" and not (isinstance(info, dict) and info.get("dtype") in ("F32", "F64")):
@@ -140,9 +161,9 @@ def load(path: str | os.PathLike) -> Sequential:
         tensors = st_load(data)
     except (SafetensorError, ValueError, TypeError, OverflowError, KeyError) as exc:
         raise ValueError(f"{where}: malformed tensor data ({exc})") from None
-    expected = {f"layers.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
+    expected = {f"{prefix}.{i}.{k}": p for i, layer in enumerate(holders) for k, p in layer.params.items()}
     if "handgrad-checkpoint" in meta:  # a training checkpoint also holds optimizer buffers and states
-        tensors = {k: v for k, v in tensors.items() if k.startswith("layers.")}
+        tensors = {k: v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
     if set(tensors) != set(expected):
         missing = sorted(set(expected) - set(tensors))
         extra = sorted(set(tensors) - set(expected))
@@ -156,8 +177,8 @@ def load(path: str | os.PathLike) -> Sequential:
         if arr.dtype not in (numpy.float32, numpy.float64):
             raise ValueError(f"{where}: tensor {key} has dtype {arr.dtype}, expected float32 or float64")
         _, i, k = key.split(".", 2)
-        layer = model.layers[int(i)]
+        layer = holders[int(i)]
         layer.params[k] = backend.asarray(arr, xp=xp)
-    for layer in model.layers:
+    for layer in holders:
         layer.zero_grads()
     return model

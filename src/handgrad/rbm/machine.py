@@ -138,19 +138,30 @@ class RBM:
         dt = backend.resolve_dtype(dtype, where)
         self.rng = backend.make_rng(rng)
         xp = backend.default_xp()
-        if init.is_deferred():  # hg.load rebuilds the shape first and fills the weights from the file
-            W = numpy.zeros((self.n_hidden, self.n_visible), dt)
+        shapes = {"W": (self.n_hidden, self.n_visible), "b_hidden": (self.n_hidden,), "b_visible": (self.n_visible,)}
+        if init.is_deferred():  # hg.load: shapes only, nothing allocated before the file's tensors are checked
+            self.params = {k: init.placeholder(s, dt) for k, s in shapes.items()}
+            self.grads = {k: init.placeholder(s, dt) for k, s in shapes.items()}
         else:
-            W = (self.rng.standard_normal((self.n_hidden, self.n_visible)) * self.weight_std).astype(dt)
-        self.params = {"W": backend.asarray(W, xp=xp),
-                       "b_hidden": xp.zeros(self.n_hidden, dtype=dt),
-                       "b_visible": xp.zeros(self.n_visible, dtype=dt)}
-        self.grads = {k: xp.zeros_like(p) for k, p in self.params.items()}
+            W = (self.rng.standard_normal(shapes["W"]) * self.weight_std).astype(dt)
+            self.params = {"W": backend.asarray(W, xp=xp), "b_hidden": xp.zeros(self.n_hidden, dtype=dt),
+                           "b_visible": xp.zeros(self.n_visible, dtype=dt)}
+            self.grads = {k: xp.zeros_like(p) for k, p in self.params.items()}
         #: optimizers skip parameters of layers that are not trainable; an RBM always is
         self.trainable = True
 
     def __repr__(self) -> str:
         return f"RBM({self.n_visible}→{self.n_hidden}, visible={self.visible!r}, hidden={self.hidden!r})"
+
+    @classmethod
+    def from_config(cls, config: dict, *, deferred: bool = False) -> "RBM":
+        """An RBM from ``get_config()``'s dict; ``deferred=True`` allocates nothing (``hg.load``)."""
+        if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+            raise TypeError(f"RBM.from_config: expected a dict with string keys, got {type(config).__name__}")
+        if not deferred:
+            return cls(**config)
+        with init.deferred():
+            return cls(**config)
 
     def get_config(self) -> dict:
         return {"n_visible": self.n_visible, "n_hidden": self.n_hidden, "visible": self.visible,
@@ -162,7 +173,7 @@ class RBM:
 
     def zero_grads(self) -> None:
         xp = backend.array_module(self.params["W"])
-        self.grads = {k: xp.zeros_like(p) for k, p in self.params.items()}
+        self.grads = {k: xp.zeros(p.shape, dtype=p.dtype) for k, p in self.params.items()}
 
     def init_visible_bias(self, v) -> None:
         """b_v ← log(p/(1 − p)) for bernoulli visibles, p the data's per-unit mean clipped to
