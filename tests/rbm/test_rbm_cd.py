@@ -158,7 +158,7 @@ def test_bad_input_raises_value_and_type_errors():
         r.contrastive_divergence(np.full((1, 3), 2.0, np.float32))
     with pytest.raises(TypeError, match="dtype"):
         r.free_energy(np.zeros((1, 3), np.int64))
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="expected k"):
         r.contrastive_divergence(np.zeros((1, 3), np.float32), k=0)
     with pytest.raises(TypeError, match="PersistentChain"):
         r.contrastive_divergence(np.zeros((1, 3), np.float32), persistent=np.zeros((1, 3)))

@@ -61,6 +61,7 @@ import math
 import numpy
 
 from .. import backend, init
+from .. import functional as F
 from .._checks import check_float_array, check_positive_int, check_finite
 
 UNITS = ("bernoulli", "gaussian")
@@ -74,10 +75,9 @@ def softplus(x):
 
 
 def sigmoid(x):
-    """σ(x) without overflow: e^{−|x|} never exceeds 1."""
-    xp = backend.array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    """σ(x), stable, with values below the smallest normal number flushed to 0
+    (``functional.sigmoid``): subnormal hidden means would make every later product slow."""
+    return F.sigmoid(x)
 
 
 def summed_out(a, b, kind: str):
