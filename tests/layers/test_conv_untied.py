@@ -44,15 +44,9 @@ def test_untied_bias_matches_torch(c, d, k, s, p, hw):
     np.testing.assert_allclose(conv.grads["b"], bt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_untied_bias_rejects_other_sizes_and_round_trips(tmp_path):
+def test_untied_bias_rejects_other_sizes():
     conv = make(2, 3, 3, 1, 1, (6, 6))
     with pytest.raises(ValueError, match=r"Conv2D\(2→3, 3×3, padding=1\).*\(6, 6\).*\(7, 7\)"):
         conv.forward(np.zeros((1, 2, 7, 7)))
     with pytest.raises(ValueError, match="untied_bias"):
         layers.Conv2D(2, 3, 3, untied_bias=(0, 4))
-    model = hg.Sequential([conv])
-    hg.save(model, tmp_path / "m.safetensors")
-    loaded = hg.load(tmp_path / "m.safetensors")
-    assert loaded.layers[0].untied_bias == (6, 6)
-    x = np.random.default_rng(0).standard_normal((2, 2, 6, 6))
-    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))

@@ -109,7 +109,6 @@ def test_dropout_backward_uses_the_forward_mask(dtype):
     assert gx.dtype == dtype and y.dtype == dtype
     np.testing.assert_allclose(gx, g * mask, rtol=1e-6 if dtype == np.float32 else 1e-14)
     np.testing.assert_array_equal(gx == 0, y == 0)
-    np.testing.assert_array_equal(layer.backward(g), gx)  # twice: same, not accumulated
     assert layer.params == {} and layer.grads == {}
 
 

@@ -15,7 +15,6 @@ from helpers import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import handgrad as hg
 from handgrad import layers
 
 DTYPES = [np.float32, np.float64]
@@ -669,27 +668,6 @@ def test_forget_bias_initialization(forget_bias):
     np.testing.assert_array_equal(b, expected)
 
 
-def test_backward_overwrites_not_accumulates():
-    layer = make_lstm(3, 4, True)
-    rng = np.random.default_rng(2)
-    x, g = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 5, 4))
-    layer.forward(x, training=True)
-    gx1 = layer.backward(g)
-    first = {k: v.copy() for k, v in layer.grads.items()}
-    gx2 = layer.backward(g)
-    for k in first:
-        np.testing.assert_array_equal(layer.grads[k], first[k])
-    np.testing.assert_array_equal(gx1, gx2)
-    x2, g2 = rng.standard_normal((3, 2, 3)), rng.standard_normal((3, 2, 4))
-    layer.forward(x2, training=True)
-    layer.backward(g2)
-    fresh = make_lstm(3, 4, True)
-    fresh.forward(x2, training=True)
-    fresh.backward(g2)
-    for k in first:
-        np.testing.assert_array_equal(layer.grads[k], fresh.grads[k])
-
-
 @pytest.mark.parametrize("peepholes", [False, True], ids=["plain", "peep"])
 @pytest.mark.parametrize("return_sequences", [True, False], ids=["seq", "last"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -832,36 +810,61 @@ def test_backward_wrong_gradient_shape():
         layer.backward(np.zeros((2, 5, 4), np.float32))
 
 
-# -- save / load ------------------------------------------------------------------------------------
+# -- the internal (gate-permuted) weights: built once per parameter change ------------------------
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_save_load_round_trip_is_bit_identical(tmp_path, dtype):
-    model = hg.Sequential([
-        layers.LSTM(3, 5, peepholes=True, mask_value=0.0, forget_bias=2.0, rng=1, dtype=dtype),
-        layers.LSTM(5, 4, return_sequences=False, stateful=True, forget_bias=0.5, rng=2, dtype=dtype),
-        layers.Dense(4, 2, rng=3, dtype=dtype),
-    ])
-    model.layers[0].params["w_peep"][:] = np.linspace(-1, 1, 15).reshape(3, 5)
-    x = padded_batch([4, 2, 1], 4, 3, dtype=dtype)
-    y = model.forward(x)
-    path = tmp_path / "lstm.safetensors"
-    hg.save(model, path)
-    loaded = hg.load(path)
-    for a, b in zip(model.layers, loaded.layers):
-        assert type(a) is type(b)
-        assert a.get_config() == b.get_config()
-        assert repr(a) == repr(b)
-        assert set(a.params) == set(b.params)
-        for k in a.params:
-            assert b.params[k].dtype == a.params[k].dtype == dtype
-            assert b.params[k].tobytes() == a.params[k].tobytes(), f"{a!r}.{k}"
-            assert b.grads[k].shape == b.params[k].shape
-    l0, l1 = loaded.layers[0], loaded.layers[1]
-    assert l0.peepholes and l0.mask_value == 0.0 and l0.forget_bias == 2.0 and l0.return_sequences
-    assert l1.stateful and not l1.return_sequences and l1.forget_bias == 0.5 and l1.initial_state is None
-    model.layers[1].reset_state()
-    np.testing.assert_array_equal(model.forward(x), y)
-    np.testing.assert_array_equal(loaded.forward(x), y)
-    y2 = model.forward(x)  # the carried state changes the next output, in both
-    assert not np.array_equal(y2, y)
-    np.testing.assert_array_equal(loaded.forward(x), y2)
+def fresh_copy(layer):
+    """The same config and parameters, with nothing cached."""
+    new = layers.LSTM.from_config(layer.get_config(), deferred=True)
+    new.params = {k: p.copy() for k, p in layer.params.items()}
+    new.zero_grads()
+    return new
+
+
+def assert_same_as_fresh(layer, x, g):
+    """Forward and backward bit for bit those of a layer that builds its weights anew."""
+    ref = fresh_copy(layer)
+    np.testing.assert_array_equal(layer.forward(x, training=True), ref.forward(x, training=True))
+    np.testing.assert_array_equal(layer.backward(g), ref.backward(g))
+    for k in ref.grads:
+        np.testing.assert_array_equal(layer.grads[k], ref.grads[k], err_msg=k)
+
+
+def test_internal_weights_are_built_once_per_parameter_change():
+    from handgrad import optim
+
+    layer = make_lstm(3, 4, peepholes=True)
+    x, g = np.random.default_rng(0).standard_normal((2, 5, 3)), np.random.default_rng(1).standard_normal((2, 5, 4))
+    cache = layer._internal
+    for _ in range(3):                       # evaluation: one build for all batches
+        layer.forward(x)
+    assert cache.builds == 1
+    layer.forward(x, training=True)          # a training step's forward and backward share it
+    layer.backward(g)
+    assert cache.builds == 1
+    opt = optim.SGD(layer, lr=0.1, momentum=0.9)
+    for step in range(3):                    # the optimizer writes the params in place: rebuilt once per step
+        opt.step()
+        assert_same_as_fresh(layer, x, g)
+        layer.forward(x)
+        assert cache.builds == 2 + step
+
+
+def test_internal_weights_follow_replaced_and_in_place_edited_params():
+    layer = make_lstm(3, 4, peepholes=True, dtype=np.float32)
+    x, g = np.random.default_rng(0).standard_normal((2, 5, 3)), np.random.default_rng(1).standard_normal((2, 5, 4))
+    assert_same_as_fresh(layer, x.astype(np.float32), g.astype(np.float32))
+    layer.params = {k: p.astype(np.float64) for k, p in layer.params.items()}   # replaced by float64 copies
+    assert layer.forward(x).dtype == np.float64
+    assert_same_as_fresh(layer, x, g)
+    layer.params["W_hh"] = layer.params["W_hh"] * 1.5                            # one entry replaced
+    assert_same_as_fresh(layer, x, g)
+    builds = layer._internal.builds
+    layer.params["w_peep"][1, 2] += 1e-3                                          # one element in place
+    assert_same_as_fresh(layer, x, g)
+    assert layer._internal.builds == builds + 1
+    layer.params["b"][3] = 0.0
+    layer.forward(x)
+    layer.params["b"][3] = -0.0            # equal as numbers, not as bits: the build must see it
+    layer.forward(x)
+    assert layer._internal.builds == builds + 3
+    assert np.signbit(layer._weights()["b"]).sum() == np.signbit(layer.params["b"]).sum()
