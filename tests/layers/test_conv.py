@@ -1,5 +1,6 @@
-"""Conv2D: a loop-by-loop reference, finite differences, PyTorch parity, the params/grads
-contract, bad input, save/load and frozen layers."""
+"""Conv2D: a loop-by-loop reference, finite differences, PyTorch parity, param shapes, bad
+input and frozen layers (the contract every layer keeps — overwriting grads, save/load — is
+checked in ``test_contract.py``)."""
 from __future__ import annotations
 
 import numpy as np

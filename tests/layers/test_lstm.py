@@ -1,6 +1,7 @@
 """LSTM (with and without peepholes): a per-sample reference written from the equations,
 finite differences, PyTorch parity, masking, initial and carried state, gradient-norm
-diagnostics, the params/grads contract, bad input and save/load."""
+diagnostics, param shapes, bad input and the once-per-change internal weights (the contract
+every layer keeps — overwriting grads, save/load — is checked in ``test_contract.py``)."""
 from __future__ import annotations
 
 import numpy as np

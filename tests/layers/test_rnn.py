@@ -1,6 +1,6 @@
 """RNN (Elman, BPTT): a per-sample reference written from the equations, finite differences,
-PyTorch parity, masking, initial and carried state, the params/grads contract, bad input and
-save/load."""
+PyTorch parity, masking, initial and carried state, param shapes and bad input (the contract
+every layer keeps — overwriting grads, save/load — is checked in ``test_contract.py``)."""
 from __future__ import annotations
 
 import numpy as np
