@@ -15,6 +15,7 @@ import zlib
 import numpy
 
 from .. import backend
+from .._checks import check_int
 from ..layers import AvgPool2D, Conv2D, MaxPool2D
 from ..layers.base import Layer
 from ..model import Sequential
@@ -153,6 +154,8 @@ def plot_feature_maps(model: Sequential, image, path: str | os.PathLike, max_cha
         raise TypeError(f"{where}: expected a Sequential model, got {type(model).__name__}")
     if not conv_layers(model):
         raise ValueError(f"{where}: the model has no Conv2D layer, so it has no feature maps to show")
+    max_channels = check_int(max_channels, where, "max_channels", minimum=1)
+    ncols = check_int(ncols, where, "ncols", minimum=1)
     maps = feature_maps(model, image)
     plt = _pyplot(where)
     x = backend.to_numpy(_one_image(image, model, where))[0]
