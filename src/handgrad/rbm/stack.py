@@ -133,12 +133,12 @@ def pretrain(sizes: Sequence[int], x, epochs: int = 10, batch_size: int = 100, k
         if callback is not None:
             callback(i, r, h)
         if not top:
-            inp = _means(r, inp)
-            val = None if val is None else _means(r, val)
+            inp = hidden_means(r, inp)
+            val = None if val is None else hidden_means(r, val)
     return rbms, histories
 
 
-def _means(r: RBM, x, batch: int = 10000):
+def hidden_means(r: RBM, x, batch: int = 10000):
     """E[h | v] over a whole data set, in blocks (the input of the next RBM)."""
     xp = backend.array_module(r.params["W"])
     return xp.concatenate([r.hidden_mean(x[s:s + batch]) for s in range(0, x.shape[0], batch)])
