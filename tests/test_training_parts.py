@@ -155,3 +155,58 @@ def test_fit_config_errors_name_the_argument(bad, match):
     model = mlp()
     with pytest.raises((ValueError, TypeError), match=match):
         hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.1), x, y, **bad)
+
+
+def _own_loop(x, epochs, ckdir, resume=None, stop_after=None):
+    """A training loop other than fit (the shape an RBM trainer takes) built from fit's pieces:
+    run state with an extra generator, Checkpointer with an extra tensor, the interrupt guard and
+    the epoch bar. It learns a linear autoencoder with noisy inputs and a carried running mean."""
+    from handgrad.training import progress
+    from handgrad.training.guards import InterruptGuard
+    from handgrad.training.inputs import TrainingData
+
+    model = hg.Sequential([L.Dense(6, 6, rng=0)])
+    opt = optim.SGD(model, 0.05, momentum=0.5)
+    loss = losses.MeanSquaredError()
+    noise = np.random.default_rng(7)
+    carried = {"mean": np.zeros(6, np.float32)}
+    run = RunState({"epochs": epochs, "batch_size": 8, "seed": 5, "n": len(x)}, RandomStreams(5), [model],
+                   MetricAccumulator([], classes=False), hg.History(), generators={"noise": noise})
+    saver = ck.Checkpointer(ckdir, 1, 50, model, opt, run, extra_tensors=lambda: dict(carried),
+                            load_extra=lambda t: carried.update(mean=t["mean"].copy()))
+    if resume:
+        saver.resume(ckdir)
+    data = TrainingData(x, x, model, 8, True)
+    with InterruptGuard(False, saver) as signals:
+        for epoch in range(run.epoch, epochs):
+            order = run.begin_epoch(model, data)
+            with progress.epoch_bar(data.steps, "own", False, run.batch):
+                for b in range(run.batch, data.steps):
+                    xb, yb = data.batch(data.indices(order, b))
+                    xb = xb + 0.1 * noise.standard_normal(xb.shape).astype(np.float32) + carried["mean"]
+                    value = loss.forward(model.forward(xb, training=True), yb)
+                    model.backward(loss.backward(), input_grad=False)
+                    opt.step()
+                    carried["mean"] = 0.9 * carried["mean"] + 0.1 * xb.mean(axis=0) * 0.01
+                    run.advance(b)
+                    run.metrics.add(value, [None], [(0, len(xb))])
+                    saver.after_step(data.steps)
+                    signals.check(f"at batch {b + 1}")
+                    if stop_after is not None and run.step == stop_after:
+                        return model, carried
+            run.history.on_epoch_end(epoch, run.metrics.result())
+            run.end_epoch()
+            saver.write()
+    return model, carried
+
+
+def test_another_training_loop_reuses_run_state_checkpoints_and_guards(tmp_path):
+    x = np.random.default_rng(1).standard_normal((60, 6)).astype(np.float32)
+    full, carried_full = _own_loop(x, 2, str(tmp_path / "full"))
+    _own_loop(x, 2, str(tmp_path / "part"), stop_after=11)  # 8 steps an epoch: dies in epoch 2
+    resumed, carried = _own_loop(x, 2, str(tmp_path / "part"), resume=True)
+    for (_, a), (_, b) in zip(full.parameters(), resumed.parameters()):
+        assert np.array_equal(a, b)
+    assert np.array_equal(carried["mean"], carried_full["mean"])
+    model = hg.load(ck.latest(str(tmp_path / "full")))  # a checkpoint opens as a model
+    assert np.array_equal(model.layers[0].params["W"], full.layers[0].params["W"])

@@ -26,7 +26,7 @@ import numpy
 from .. import backend
 from .._checks import check_positive_int
 from ..fsutil import atomic_write_bytes
-from ..serialization import FORMAT_VERSION, _architecture, _parse_header
+from ..serialization import FORMAT_VERSION, _holders, _parse_header
 from .reducer import LOCAL
 
 CHECKPOINT_VERSION = "1"
@@ -69,18 +69,27 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3) -> str:
+def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3,
+                    extra_tensors: dict | None = None) -> str:
     """Write a checkpoint for global step ``state["pos"]["step"]`` into ``folder``; keep the newest
-    ``keep`` files. Returns the path written."""
+    ``keep`` files. Returns the path written.
+
+    ``model``: whatever ``hg.save`` takes (a ``Sequential``, an RBM or a stack of RBMs), stored
+    under the same tensor names, so ``hg.load`` opens the checkpoint as a model.
+    ``extra_tensors``: further arrays of the run (e.g. persistent chains), stored as
+    ``extra.{name}`` (``load_checkpoint`` returns them under those keys)."""
     keep = check_positive_int(keep, "save_checkpoint", "keep")
     from safetensors.numpy import save as st_save
 
+    arch, holders, prefix = _holders(model, "save_checkpoint")
     os.makedirs(folder, exist_ok=True)
     tensors = {}
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(holders):
         for k, p in layer.params.items():  # same names as a model file: hg.load opens a checkpoint
-            tensors[f"layers.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
-    for i, layer in enumerate(model.layers):  # carried states of stateful recurrent layers
+            tensors[f"{prefix}.{i}.{k}"] = numpy.ascontiguousarray(backend.to_numpy(p))
+    for name, arr in (extra_tensors or {}).items():
+        tensors[f"extra.{name}"] = numpy.ascontiguousarray(backend.to_numpy(arr))
+    for i, layer in enumerate(holders):  # carried states of stateful recurrent layers
         if getattr(layer, "stateful", False) and layer.initial_state is not None:
             parts = layer.initial_state if isinstance(layer.initial_state, tuple) else (layer.initial_state,)
             for j, part in enumerate(parts):
@@ -90,7 +99,7 @@ def save_checkpoint(folder: str, model, optimizer, state: dict, keep: int = 3) -
         for slot, arr in slots.items():
             tensors[f"optim.{key}.{slot}"] = numpy.ascontiguousarray(backend.to_numpy(arr))
     meta = {"handgrad": FORMAT_VERSION, "handgrad-checkpoint": CHECKPOINT_VERSION,
-            "architecture": json.dumps(_architecture(model)),
+            "architecture": json.dumps(arch),
             "optimizer": json.dumps({"class": type(optimizer).__name__, "lr": opt_state["lr"],
                                      "steps": opt_state["steps"]}),
             "state": json.dumps(state)}
@@ -171,10 +180,11 @@ def set_rng_state(rng: numpy.random.Generator, state, where: str = "resume") -> 
 def restore(model, optimizer, tensors: dict, opt: dict, where: str, architecture: str | None = None) -> None:
     """Copy checkpoint weights and optimizer buffers into ``model`` and ``optimizer``. Everything
     is checked first: a rejected checkpoint leaves both untouched."""
-    if architecture is not None and json.loads(architecture) != json.loads(json.dumps(_architecture(model))):
+    arch, holders, prefix = _holders(model, where)
+    if architecture is not None and json.loads(architecture) != json.loads(json.dumps(arch)):
         raise ValueError(f"{where}: the checkpoint was written for a different architecture")
-    own = {f"layers.{i}.{k}": p for i, layer in enumerate(model.layers) for k, p in layer.params.items()}
-    saved = {k: v for k, v in tensors.items() if k.startswith("layers.")}
+    own = {f"{prefix}.{i}.{k}": p for i, layer in enumerate(holders) for k, p in layer.params.items()}
+    saved = {k: v for k, v in tensors.items() if k.startswith(prefix + ".")}
     if set(saved) != set(own):
         raise ValueError(f"{where}: the checkpoint's weights {sorted(saved)} do not match the model's {sorted(own)}")
     for key, p in own.items():
@@ -202,7 +212,7 @@ def restore(model, optimizer, tensors: dict, opt: dict, where: str, architecture
         raise
     for key, p in own.items():
         p[...] = backend.asarray(saved[key], xp=backend.array_module(p))
-    _apply_states(model, tensors)
+    _apply_states(holders, tensors)
 
 
 def _apply_optimizer(optimizer, tensors: dict, opt: dict) -> None:
@@ -214,13 +224,13 @@ def _apply_optimizer(optimizer, tensors: dict, opt: dict) -> None:
     optimizer.load_state_dict({"lr": opt["lr"], "steps": opt["steps"], "state": buffers})
 
 
-def _apply_states(model, tensors: dict) -> None:
+def _apply_states(layers, tensors: dict) -> None:
     states: dict[int, dict[int, object]] = {}
     for key, arr in tensors.items():
         if key.startswith("rstate."):
             _, i, j = key.split(".")
             states.setdefault(int(i), {})[int(j)] = arr
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(layers):
         if getattr(layer, "stateful", False):
             parts = states.get(i)
             if parts is None:
@@ -243,11 +253,18 @@ class Checkpointer:
     epoch has its own ``write()``), ``resume(path)`` to continue from the newest checkpoint.
 
     Only the process with ``reducer.is_root`` writes; every process calls ``write`` (the run
-    state's sums are reduced over processes there) and gets None back when it wrote nothing."""
+    state's sums are reduced over processes there) and gets None back when it wrote nothing.
 
-    def __init__(self, folder: str | None, every: int, keep: int, model, optimizer, run, reducer=LOCAL) -> None:
+    ``model``: anything ``hg.save`` takes (a ``Sequential``, an RBM, a stack). For arrays of the
+    run beyond the weights and the optimizer (an RBM's persistent chains): ``extra_tensors()``
+    returns ``{name: array}`` to save, and ``load_extra({name: array})`` takes them back on
+    resume, after the weights (it must check everything before changing anything)."""
+
+    def __init__(self, folder: str | None, every: int, keep: int, model, optimizer, run, reducer=LOCAL,
+                 extra_tensors=None, load_extra=None) -> None:
         self.folder, self.every, self.keep = folder, every, keep
         self.model, self.optimizer, self.run, self.reducer = model, optimizer, run, reducer
+        self.extra_tensors, self.load_extra = extra_tensors, load_extra
 
     def write(self) -> str | None:
         if not self.folder:
@@ -255,7 +272,8 @@ class Checkpointer:
         state = self.run.state_dict()
         if not self.reducer.is_root:
             return None
-        return save_checkpoint(self.folder, self.model, self.optimizer, state, self.keep)
+        extra = self.extra_tensors() if self.extra_tensors is not None else None
+        return save_checkpoint(self.folder, self.model, self.optimizer, state, self.keep, extra)
 
     def after_step(self, steps_per_epoch: int) -> None:
         if self.every and self.run.step % self.every == 0 and self.run.batch < steps_per_epoch:
@@ -269,5 +287,7 @@ class Checkpointer:
         tensors, opt_meta, state = load_checkpoint(path)
         self.run.check_state_dict(state, where)
         restore(self.model, self.optimizer, tensors, opt_meta, where, state.get("architecture"))
+        if self.load_extra is not None:
+            self.load_extra({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
         self.run.load_state_dict(state, where)
         return path

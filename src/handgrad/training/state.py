@@ -8,9 +8,12 @@ JSON-ready record a checkpoint stores; ``load_state_dict()`` puts it back, so th
 steps replay with the same data order and the same random draws — an interrupted and resumed
 run ends bit-identical to an uninterrupted one.
 
-Extension point (an RBM trainer, any other loop): build a ``RunState`` from ``RandomStreams``
-and the models whose layers draw random numbers, advance it with ``begin_epoch`` /
-``advance`` / ``end_epoch``, and hand it to ``checkpoint.Checkpointer`` to write and resume.
+Extension point (an RBM trainer, any other loop): build a ``RunState`` from ``RandomStreams``,
+the models whose layers draw random numbers (``[]`` for none), any running-sums object with
+``reset``/``state_dict``/``load_state_dict`` (a ``MetricAccumulator`` serves: ``add(error, [None],
+[(0, m)])`` sums a reconstruction error) and, in ``generators``, further named generators of the
+run (e.g. an RBM's Gibbs sampler); advance it with ``begin_epoch`` / ``advance`` /
+``end_epoch``, and hand it to ``checkpoint.Checkpointer`` to write and resume.
 """
 from __future__ import annotations
 
@@ -45,8 +48,10 @@ class RunState:
 
     ``identity``: the arguments a resumed run must share (``FitConfig.identity``)."""
 
-    def __init__(self, identity: dict, streams: RandomStreams, models, metrics, history) -> None:
+    def __init__(self, identity: dict, streams: RandomStreams, models, metrics, history,
+                 generators: dict | None = None) -> None:
         self.identity = identity
+        self.generators = dict(generators or {})
         self.epoch = self.batch = self.step = self.skipped = 0
         self.streams = streams
         self.stochastic = streams.seed_layers(models)
@@ -92,7 +97,8 @@ class RunState:
         return {"fit": self.identity, "pos": pos, "history": self.history.history,
                 "history_epochs": self.history.epoch,
                 "rng": {"epoch_start": self.epoch_start, "augment": rng_state(self.streams.augment),
-                        "layers": [rng_state(layer.rng) for layer in self.stochastic]}}
+                        "layers": [rng_state(layer.rng) for layer in self.stochastic],
+                        **({"extra": {k: rng_state(g) for k, g in self.generators.items()}} if self.generators else {})}}
 
     def check_state_dict(self, state: dict, where: str) -> None:
         """Raise ``ValueError`` unless ``state`` (from ``checkpoint.load_checkpoint``) can be
@@ -104,8 +110,12 @@ class RunState:
         if len(state["rng"]["layers"]) != len(self.stochastic):
             raise ValueError(f"{where}: the checkpoint has {len(state['rng']['layers'])} stochastic layers' "
                              f"generator states, the model {len(self.stochastic)}")
+        extra = state["rng"].get("extra", {})
+        if not isinstance(extra, dict) or set(extra) != set(self.generators):
+            raise ValueError(f"{where}: the checkpoint has generators {sorted(extra) if isinstance(extra, dict) else extra}"
+                             f", the run {sorted(self.generators)}")
         probe = numpy.random.default_rng()
-        for st in [state["rng"]["epoch_start"], state["rng"]["augment"], *state["rng"]["layers"]]:
+        for st in [state["rng"]["epoch_start"], state["rng"]["augment"], *state["rng"]["layers"], *extra.values()]:
             set_rng_state(probe, st, where)
 
     def load_state_dict(self, state: dict, where: str = "resume") -> None:
@@ -118,4 +128,6 @@ class RunState:
         set_rng_state(self.streams.augment, state["rng"]["augment"], where)
         for layer, st in zip(self.stochastic, state["rng"]["layers"]):
             set_rng_state(layer.rng, st, where)
+        for k, st in state["rng"].get("extra", {}).items():
+            set_rng_state(self.generators[k], st, where)
         self._resumed_history = ({k: list(v) for k, v in state["history"].items()}, list(state["history_epochs"]))
