@@ -27,8 +27,8 @@ equations (one forward step, one backward step, with the notes' equation numbers
   inputs: watch it vanish along t in an RNN and survive in an LSTM).
 
 A cell implements ``_step(run, t)`` (write the states of step t from those of step t − 1),
-``_step_back(run, t, errs, delta)`` (given the errors reaching step t's states, write δ[t]
-and return the errors reaching step t − 1's states) and, where it needs them, the hooks
+``_step_back(run, back, t, errs, delta)`` (given the errors reaching step t's states, write
+δ[t] and return the errors reaching step t − 1's states) and, where it needs them, the hooks
 ``_weights``, ``_input_term``, ``_begin_forward``, ``_begin_backward`` and ``_public_grads``.
 ``run`` is the pass's namespace: ``xp``, ``x``, ``mask``, ``A`` (the input terms, which a
 cell may overwrite with its activations), ``states`` (one ``(T + 1, N, H)`` buffer per state,
@@ -173,7 +173,7 @@ class Recurrent(Layer):
         H, dt = self.hidden_size, grad_y.dtype
         deltas = xp.empty((T, n, self.n_gates * H), dtype=dt)      # δ[t] = dC/dz_t
         carried = [xp.zeros((n, H), dtype=dt) for _ in range(self.n_states)]  # errors from step t+1
-        self._begin_backward(run, dt)
+        back = self._begin_backward(run, dt)
         for t in range(T - 1, -1, -1):
             e_h = carried[0]
             if self.return_sequences:
@@ -185,7 +185,7 @@ class Recurrent(Layer):
                 m = run.mask[:, t]
                 passed = [(1 - m) * e for e in errs]
                 errs = [e * m for e in errs]
-            carried = self._step_back(run, t, errs, deltas[t])
+            carried = self._step_back(run, back, t, errs, deltas[t])
             if run.mask is not None:
                 for c, p in zip(carried, passed):
                     c += p
@@ -219,8 +219,10 @@ class Recurrent(Layer):
     def _begin_forward(self, run) -> None:  # noqa: B027 - optional hook
         """Per-pass buffers of the forward steps."""
 
-    def _begin_backward(self, run, dtype) -> None:  # noqa: B027 - optional hook
-        """Per-pass factors of the backward steps that do not depend on the errors."""
+    def _begin_backward(self, run, dtype) -> Any:
+        """What the backward steps of this pass need that does not depend on the errors (kept
+        only while backward runs); passed to ``_step_back`` as ``back``."""
+        return None
 
     def _public_grads(self, run, deltas, grads: dict[str, Any]) -> dict[str, Any]:
         """Map the parameter sums from the internal order to ``params``' (and add others)."""
@@ -229,5 +231,5 @@ class Recurrent(Layer):
     def _step(self, run, t: int) -> None:
         raise NotImplementedError
 
-    def _step_back(self, run, t: int, errs: list, delta) -> list:
+    def _step_back(self, run, back, t: int, errs: list, delta) -> list:
         raise NotImplementedError

@@ -6,6 +6,7 @@ with ``RNN`` (``layers/bptt.py``); this file holds the LSTM's own equations.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy
@@ -135,12 +136,11 @@ class LSTM(Recurrent):
         xp.multiply(a[:, 2 * H:3 * H], tc, out=hs[t + 1])  # h_t = o ⊙ tanh(c_t)
 
     # -- backward: 003 §7 statements (2)–(11) ---------------------------------------------------
-    def _begin_backward(self, run, dt) -> None:
+    def _begin_backward(self, run, dt):
         xp, H = run.xp, self.hidden_size
         gates, tcs, c_prev_all = run.A, run.tcs, run.states[1][:-1]
         T, n, _ = gates.shape
         i, f, o, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
-        run.f = f
         # Every factor of statements (2)–(6) that does not depend on the errors, for all steps at
         # once (large vectorized operations instead of many small ones inside the loop):
         #   δ_I = ε_s ⊙ [g i(1−i)],  δ_F = ε_s ⊙ [c_{t−1} f(1−f)],  δ_O = ε_a ⊙ [tanh(c_t) o(1−o)],
@@ -150,22 +150,22 @@ class LSTM(Recurrent):
         coef[..., H:2 * H] = c_prev_all * f * (1 - f)
         coef[..., 2 * H:3 * H] = tcs * o * (1 - o)
         coef[..., 3 * H:] = i * (1 - g * g)
-        run.coef, run.to_s = coef, o * (1 - tcs * tcs)
+        return SimpleNamespace(coef=coef, to_s=o * (1 - tcs * tcs), f=f)
 
-    def _step_back(self, run, t: int, errs, d):
+    def _step_back(self, run, back, t: int, errs, d):
         """Given ε_a[t] (7) and the cell-state error from step t+1, write δ_I, δ_F, δ_O, δ_g of
         step t into ``d``; return the errors reaching h_{t−1} and c_{t−1}."""
         xp, H = run.xp, self.hidden_size
         eps_a, dc = errs                                      # dc = ε_s[t+1] f_{t+1} + Σ_G ψ_G δ_G[t+1]
         n = eps_a.shape[0]
-        eps_s = eps_a * run.to_s[t]                           # (6)
+        eps_s = eps_a * back.to_s[t]                          # (6)
         eps_s += dc
-        k = run.coef[t]
+        k = back.coef[t]
         xp.multiply(k[:, :2 * H].reshape(n, 2, H), eps_s[:, None, :], out=d[:, :2 * H].reshape(n, 2, H))  # (5), (4)
         xp.multiply(k[:, 2 * H:3 * H], eps_a, out=d[:, 2 * H:3 * H])                                      # (2)
         xp.multiply(k[:, 3 * H:], eps_s, out=d[:, 3 * H:])                                                 # (3)
         dh = d @ run.w["W_hh"]                                # Σ_G δ_G[t] W_hh,G, into (7) at t−1
-        dc = eps_s * run.f[t]
+        dc = eps_s * back.f[t]
         peep = run.w["w_peep"]
         if peep is not None:
             dc += (d[:, :3 * H].reshape(n, 3, H) * peep).sum(axis=1)

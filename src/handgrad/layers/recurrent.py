@@ -65,7 +65,7 @@ class RNN(Recurrent):
         else:
             h[...] = F.sigmoid(z)
 
-    def _step_back(self, run, t: int, errs, delta):
+    def _step_back(self, run, back, t: int, errs, delta):
         """δ[t] = act'(z_t) ⊙ ε[t] (statement (2)), ε[t] = e_t + δ[t+1] W_hh; returns δ[t] W_hh."""
         (eps,) = errs
         h = run.states[0][t + 1]
