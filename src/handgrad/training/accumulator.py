@@ -61,6 +61,11 @@ class MetricAccumulator:
                 self._outputs.append(backend.to_numpy(out))
                 self._labels.append(backend.to_numpy(lb))
 
+    @property
+    def running_loss(self) -> float:
+        """This process's mean loss so far (no reduction: for a progress bar)."""
+        return self.loss / max(1, self.seen)
+
     def state_dict(self) -> dict:
         """The global running sums (JSON-ready): ``{"loss", "seen", "items", "correct": {...}}``."""
         flat = self.reducer.sums({"loss": self.loss, "seen": self.seen, "items": self.items,

@@ -93,8 +93,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     train, val = _datasets(model, x, y, validation_data, cfg, streams)
     history = History()
     cbs = CallbackList([history, *callbacks], model)
-    step = make_step(model, loss, cfg.workers, reducer)
-    try:
+    with make_step(model, loss, cfg.workers, reducer) as step:
         run = RunState(cfg.identity(train.n), streams, step.models,
                        MetricAccumulator(cfg.metrics, train.labels is not None, reducer), history)
         saver = Checkpointer(cfg.checkpoint_dir, cfg.checkpoint_every, cfg.keep_checkpoints, model, optimizer,
@@ -105,54 +104,48 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         model.stop_training = False
         train.check_labels(model)
         show = reducer.is_root and (progress.enabled() if cfg.progress_bar is None else cfg.progress_bar)
-        run.start(cbs)
-        try:
-            with InterruptGuard(cfg.handle_signals, saver, reducer) as signals:
-                for epoch in range(run.epoch, cfg.epochs):
-                    order = run.begin_epoch(model, train)                 # shuffle: a new random partition
-                    guard.remember()
-                    cbs.on_epoch_begin(epoch, {})
-                    with progress.epoch_bar(train.steps, f"epoch {epoch + 1}/{cfg.epochs}", show, run.batch) as bar:
-                        for b in range(run.batch, train.steps):
-                            idx = train.indices(order, b)                 # the b-th mini-batch
-                            xb, yb = train.batch(idx)
-                            cbs.on_batch_begin(b, {})
-                            value, outputs, spans = step(xb, yb)         # forward, loss, backward
-                            run.advance(b)
-                            verdict = guard.verdict(value, epoch, b)      # NaN/Inf: no update
-                            if verdict == "stop":
+        with run.training(cbs), InterruptGuard(cfg.handle_signals, saver, reducer) as signals:
+            for epoch in range(run.epoch, cfg.epochs):
+                order = run.begin_epoch(model, train)                     # shuffle: a new random partition
+                guard.remember()
+                cbs.on_epoch_begin(epoch, {})
+                with progress.epoch_bar(train.steps, f"epoch {epoch + 1}/{cfg.epochs}", show, run.batch) as bar:
+                    for b in range(run.batch, train.steps):
+                        idx = train.indices(order, b)                     # the b-th mini-batch
+                        xb, yb = train.batch(idx)
+                        cbs.on_batch_begin(b, {})
+                        value, outputs, spans = step(xb, yb)             # forward, loss, backward
+                        run.advance(b)
+                        verdict = guard.verdict(value, epoch, b)          # NaN/Inf: no update
+                        if verdict == "stop":
+                            break
+                        if verdict is None:
+                            optimizer.step()                              # update
+                            run.metrics.add(value, outputs, spans, train.batch_labels(idx))
+                        cbs.on_batch_end(b, {"loss": value})
+                        bar.update(1)
+                        if verdict == "skip":
+                            if model.stop_training:
                                 break
-                            if verdict is None:
-                                optimizer.step()                          # update
-                                run.metrics.add(value, outputs, spans, train.batch_labels(idx))
-                            cbs.on_batch_end(b, {"loss": value})
-                            bar.update(1)
-                            if verdict == "skip":
-                                if model.stop_training:
-                                    break
-                                continue
-                            if b % 20 == 0:
-                                bar.set_postfix_str(f"loss {run.metrics.loss / max(1, run.metrics.seen):.4f}")
-                            saver.after_step(train.steps)
-                            signals.check(f"at epoch {epoch + 1}, batch {b + 1}")
-                    if model.stop_training and run.metrics.seen == 0:
-                        break
-                    logs = run.metrics.result()                           # validate
-                    if val is not None:
-                        res = evaluate(model, loss, *val, batch_size=max(cfg.batch_size, 1024), metrics=cfg.metrics,
-                                       reducer=reducer)
-                        logs.update({f"val_{k}": v for k, v in res.items()})
-                    logs["lr"] = optimizer.lr
-                    logs.update(run.epoch_logs(cfg.on_nonfinite))
-                    cbs.on_epoch_end(epoch, logs)
-                    run.end_epoch()
-                    signals.check(f"after epoch {epoch + 1}", saver.write())
-                    if model.stop_training:
-                        break
-        finally:
-            cbs.on_train_end({})
-    finally:
-        step.close()
+                            continue
+                        if b % 20 == 0:
+                            bar.set_postfix_str(f"loss {run.metrics.running_loss:.4f}")
+                        saver.after_step(train.steps)
+                        signals.check(f"at epoch {epoch + 1}, batch {b + 1}")
+                if model.stop_training and run.metrics.seen == 0:
+                    break
+                logs = run.metrics.result()                               # validate
+                if val is not None:
+                    res = evaluate(model, loss, *val, batch_size=max(cfg.batch_size, 1024), metrics=cfg.metrics,
+                                   reducer=reducer)
+                    logs.update({f"val_{k}": v for k, v in res.items()})
+                logs["lr"] = optimizer.lr
+                logs.update(run.epoch_logs(cfg.on_nonfinite))
+                cbs.on_epoch_end(epoch, logs)
+                run.end_epoch()
+                signals.check(f"after epoch {epoch + 1}", saver.write())
+                if model.stop_training:
+                    break
     return history
 
 

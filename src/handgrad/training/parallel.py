@@ -77,6 +77,12 @@ class DataParallel:
         self.pool.shutdown()
         self._limit.restore_original_limits()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def step(self, xb, yb):
         """Forward and backward of one batch; returns (loss value, [outputs of the parts])."""
         n = xb.shape[0]

@@ -17,6 +17,8 @@ run (e.g. an RBM's Gibbs sampler); advance it with ``begin_epoch`` / ``advance``
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy
 
 from .checkpoint import rng_state, set_rng_state
@@ -62,11 +64,17 @@ class RunState:
         self._resumed_history = None
 
     # -- the run's progress ------------------------------------------------------------------
-    def start(self, callbacks) -> None:
-        """``on_train_begin`` (callbacks reset themselves), then a resumed run's history."""
+    @contextlib.contextmanager
+    def training(self, callbacks):
+        """``on_train_begin`` (callbacks reset themselves), then a resumed run's history; on
+        the way out, however training ends, ``on_train_end``."""
         callbacks.on_train_begin({})
         if self._resumed_history is not None:
             self.history.history, self.history.epoch = self._resumed_history
+        try:
+            yield self
+        finally:
+            callbacks.on_train_end({})
 
     def begin_epoch(self, model, data) -> numpy.ndarray:
         """This epoch's sample order. A fresh epoch (not one resumed mid-way) starts with zero

@@ -11,7 +11,7 @@ The interface every step shares::
 ``spans[i] = (a, b)`` of the batch; afterwards every trainable ``layer.grads`` holds the
 mini-batch gradient. ``step.models`` lists the models whose layers draw random numbers (the
 model and any replicas; ``fit`` seeds their stochastic layers), ``step.close()`` releases what
-the step holds.
+the step holds (``with step:`` closes it on exit).
 
 Steps: ``PlainStep`` (this module) and ``parallel.DataParallel`` (the batch split over threads).
 Extension points: an MPI step keeps its rank's shard of the global batch and calls
@@ -44,6 +44,12 @@ class PlainStep:
 
     def close(self) -> None:
         pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def make_step(model, loss, workers: int = 1, reducer=LOCAL):
