@@ -15,6 +15,8 @@ its file:
 ``faults.py``       ``TrainingDiverged``, ``TrainingInterrupted``, the signal flag
 ``reducer.py``      where several processes would meet (single process: the identity)
 ``progress.py``     the progress bar (a terminal only)
+``callbacks.py``    hooks on the logs, early stopping, model files per epoch
+``evaluation.py``   ``evaluate``; ``crossval.py``: ``cross_validate`` (imports this module)
 ==================  ======================================================================
 """
 from __future__ import annotations
