@@ -74,11 +74,6 @@ class LSTM(Recurrent):
         if peepholes:
             self.params["w_peep"] = backend.asarray(init.bias("zeros", (3, H), gen, dt, where), xp=xp)
         self.zero_grads()
-        # Internally the gate blocks are kept in the order (I, F, O, g), so the three sigmoid
-        # gates are one contiguous block; the public parameters keep PyTorch's order (I, F, g, O).
-        self._perm = numpy.concatenate([numpy.arange(0, 2 * H), numpy.arange(3 * H, 4 * H),
-                                        numpy.arange(2 * H, 3 * H)])
-        self._inv = numpy.argsort(self._perm)
         self._internal = ParamCache(("W_ih", "W_hh", "b", "w_peep"))
 
     def __repr__(self) -> str:
@@ -89,15 +84,19 @@ class LSTM(Recurrent):
         return self._internal.get(self.params, self._build_internal)
 
     def _build_internal(self, W_ih, W_hh, b, w_peep) -> dict[str, Any]:
-        """Rows permuted to (I, F, O, g); ``*_half`` with the sigmoid rows halved for the forward:
-        σ(a) = ½ tanh(a/2) + ½, so one tanh over all four blocks then ½·+½ on the gate block
-        gives every activation."""
+        """Internally the gate blocks are kept in the order (I, F, O, g), so the three sigmoid
+        gates are one contiguous block (the public parameters keep PyTorch's order I, F, g, O);
+        ``*_half`` have the sigmoid rows halved for the forward: σ(a) = ½ tanh(a/2) + ½, so one
+        tanh over all four blocks then ½·+½ on the gate block gives every activation. Built at
+        the first forward, never by the constructor (a rebuilt layer allocates nothing until
+        its parameters are real)."""
         xp = backend.array_module(W_ih)
         H = self.hidden_size
+        perm = numpy.concatenate([numpy.arange(0, 2 * H), numpy.arange(3 * H, 4 * H), numpy.arange(2 * H, 3 * H)])
         half = xp.ones(4 * H, dtype=W_ih.dtype)
         half[:3 * H] = 0.5
-        W_ih, W_hh, b = W_ih[self._perm], W_hh[self._perm], b[self._perm]
-        return {"W_ih": W_ih, "W_hh": W_hh, "b": b,
+        W_ih, W_hh, b = W_ih[perm], W_hh[perm], b[perm]
+        return {"inv": numpy.argsort(perm), "W_ih": W_ih, "W_hh": W_hh, "b": b,
                 "W_ih_half": W_ih * half[:, None], "W_hh_half": W_hh * half[:, None], "b_half": b * half,
                 "w_peep": w_peep, "w_peep_half": None if w_peep is None else w_peep * 0.5}
 
@@ -172,7 +171,7 @@ class LSTM(Recurrent):
         return [dh, dc]
 
     def _public_grads(self, run, deltas, grads):
-        inv = self._inv                                       # back to the public (I, F, g, O) order
+        inv = run.w["inv"]                                    # back to the public (I, F, g, O) order
         out = {k: v[inv] for k, v in grads.items()}
         if run.w["w_peep"] is not None:                       # (11)
             T, n, _ = deltas.shape
