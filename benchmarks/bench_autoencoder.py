@@ -20,10 +20,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
+import itertools
 
-import handgrad as hg  # noqa: E402
-from handgrad import losses, optim, rbm  # noqa: E402
+import harness
+
+import handgrad as hg
+from handgrad import losses, optim, rbm
 
 SIZES = (784, 1000, 500, 250, 30)
 
@@ -36,14 +38,14 @@ def load_data(subset: bool, samples: int):
 
 def flops_per_finetune_epoch(n: int) -> float:
     """2 × multiply-adds: forward (1×) and backward (2×, less the first layer's input gradient)."""
-    pairs = list(zip(SIZES[:-1], SIZES[1:]))
+    pairs = list(itertools.pairwise(SIZES))
     fwd = 2 * sum(a * b for a, b in pairs)     # encoder and decoder
     return 2.0 * n * (3 * fwd - SIZES[0] * SIZES[1])
 
 
 def torch_model(torch):
     layers = []
-    pairs = list(zip(SIZES[:-1], SIZES[1:]))
+    pairs = list(itertools.pairwise(SIZES))
     for i, (a, b) in enumerate(pairs):
         layers.append(torch.nn.Linear(a, b))
         if i < len(pairs) - 1:
@@ -59,7 +61,7 @@ def torch_model(torch):
 def pretraining_epochs(x, repeats: int) -> list[tuple[str, float]]:
     """Median seconds of one CD-1 epoch of each RBM of the stack on the means below."""
     rows, inp = [], x
-    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(SIZES)):
         top = i == len(SIZES) - 2
         r = rbm.RBM(a, b, hidden="gaussian" if top else "bernoulli", rng=i)
         times = []

@@ -157,7 +157,10 @@ def test_bad_input_raises_value_and_type_errors():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         r.contrastive_divergence(np.full((1, 3), 2.0, np.float32))
     with pytest.raises(TypeError, match="dtype"):
-        r.free_energy(np.zeros((1, 3), np.int64))
+        r.free_energy(np.zeros((1, 3), np.complex64))
+    with pytest.raises(TypeError, match="array"):
+        r.free_energy([[0.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(r.free_energy(np.array([[0, 1, 1]])), r.free_energy(np.array([[0.0, 1, 1]], np.float32)))
     with pytest.raises(ValueError, match="expected k"):
         r.contrastive_divergence(np.zeros((1, 3), np.float32), k=0)
     with pytest.raises(TypeError, match="PersistentChain"):

@@ -13,7 +13,7 @@ from handgrad.cli import rbm as cli
 
 @pytest.fixture()
 def small_data(monkeypatch):
-    (x, y), (xt, yt) = hg.data.load_fashion_mnist_subset()
+    (x, _), (xt, yt) = hg.data.load_fashion_mnist_subset()
     x = (x[:300].reshape(300, -1) / 255.0).astype(np.float32)
     xt = (xt[:100].reshape(100, -1) / 255.0).astype(np.float32)
     monkeypatch.setattr(cli, "_load_data", lambda args: (x[:240], x[240:], (xt, yt[:100])))

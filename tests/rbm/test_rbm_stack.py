@@ -100,7 +100,7 @@ def test_pca_is_the_best_linear_reconstruction():
     x = (g.normal(size=(200, 3)) @ g.normal(size=(3, 8)) + 0.01 * g.normal(size=(200, 8))).astype(np.float64)
     p = PCA(3).fit(x)
     assert squared_error_per_image(x, p.reconstruct(x)) < 1e-3 * 8
-    u, s, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
     np.testing.assert_allclose(np.abs(p.components), np.abs(vt[:3]), atol=1e-8)
     with pytest.raises(ValueError, match="n_components"):
         PCA(9).fit(x)

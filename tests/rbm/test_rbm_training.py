@@ -41,7 +41,7 @@ def test_cd10_with_16_hidden_units_learns_bars_and_stripes(seed):
     assert len(hist.history["recon_error"]) == 500
 
 
-@pytest.mark.parametrize("kw", [dict(k=1), dict(k=5), dict(k=1, persistent=True), dict(k=1, mean_visible=True)])
+@pytest.mark.parametrize("kw", [{"k": 1}, {"k": 5}, {"k": 1, "persistent": True}, {"k": 1, "mean_visible": True}])
 def test_cd1_cdk_and_pcd_train_at_their_defaults_without_diverging(kw):
     x = np.tile(bars_and_stripes(), (20, 1)).astype(np.float32)
     r = rbm.RBM(9, 12, rng=0)
@@ -68,7 +68,7 @@ def test_gaussian_layers_train_at_their_default_rate():
 
 def test_resume_from_a_checkpoint_continues_bit_for_bit(tmp_path):
     x = np.tile(bars_and_stripes(), (10, 1)).astype(np.float32)
-    kw = dict(epochs=4, batch_size=20, k=2, persistent=True, seed=3, exact_max_units=0)
+    kw = {"epochs": 4, "batch_size": 20, "k": 2, "persistent": True, "seed": 3, "exact_max_units": 0}
     straight = rbm.RBM(9, 6, rng=1)
     h_straight = rbm.train_rbm(straight, x, **kw)
     first = rbm.RBM(9, 6, rng=1)
@@ -83,11 +83,11 @@ def test_resume_from_a_checkpoint_continues_bit_for_bit(tmp_path):
 
 
 def test_a_signal_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
-    import signal
     import os
+    import signal
 
     x = np.tile(bars_and_stripes(), (10, 1)).astype(np.float32)
-    kw = dict(epochs=2, batch_size=14, seed=0, exact_max_units=0)
+    kw = {"epochs": 2, "batch_size": 14, "seed": 0, "exact_max_units": 0}
     straight = rbm.RBM(9, 6, rng=1)
     rbm.train_rbm(straight, x, **kw)
     from handgrad.rbm import trainer

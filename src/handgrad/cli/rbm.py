@@ -23,6 +23,7 @@ Each run writes into ``--out``: ``model.safetensors``, ``history.json``, ``curve
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -33,11 +34,11 @@ import numpy
 from .. import data, optim
 from .. import rbm as R
 from ..fsutil import atomic_write_bytes
+from ..rbm import autoencoder as AE
+from ..rbm.pca import PCA, squared_error_per_image
 from ..serialization import load, read_metadata, save
 from ..training import TrainingDiverged, TrainingInterrupted, fit
 from ..training import checkpoint as ckpt
-from ..rbm import autoencoder as AE
-from ..rbm.pca import PCA, squared_error_per_image
 from .common import EpochPrinter, widths
 
 PRESETS = {"rbm": "an RBM on Fashion-MNIST by contrastive divergence (003 §8)",
@@ -88,7 +89,7 @@ def _pick(args, name):
 
 def _load_data(args):
     """Pixels in [0, 1] as float32 ``(N, 784)``; a seeded validation split of the training set."""
-    (xtr, ytr), (xte, yte) = data.load_fashion_mnist_subset() if args.subset else data.load_fashion_mnist(args.data)
+    (xtr, _), (xte, yte) = data.load_fashion_mnist_subset() if args.subset else data.load_fashion_mnist(args.data)
     xtr = (xtr.reshape(len(xtr), -1) / 255.0).astype(numpy.float32)
     xte = (xte.reshape(len(xte), -1) / 255.0).astype(numpy.float32)
     frac = args.val_split if args.val_split is not None else 0.1
@@ -96,7 +97,7 @@ def _load_data(args):
         raise ValueError(f"train {args.preset}: --val-split must be in (0, 1) (the monitors need validation "
                          f"data), got {frac}")
     perm = numpy.random.default_rng(args.seed).permutation(len(xtr))
-    n_val = max(1, int(round(len(xtr) * frac)))
+    n_val = max(1, round(len(xtr) * frac))
     return xtr[perm[n_val:]], xtr[perm[:n_val]], (xte, yte)
 
 
@@ -173,7 +174,7 @@ def _pretrain(args, out, sizes, xtr, xval):
     resumed run picks up at the RBM in progress."""
     ck = os.path.join(out, "checkpoints")
     rbms, hists, inp, val = [], [], xtr, xval
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         done = os.path.join(ck, f"rbm{i}.safetensors")
         top = i == len(sizes) - 2
         if args.resume and os.path.exists(done):

@@ -15,5 +15,16 @@ from .pca import PCA
 from .stack import pretrain, unroll
 from .trainer import train_rbm
 
-__all__ = ["RBM", "PersistentChain", "contrastive_divergence", "exact_grads", "log_likelihood",
-           "log_partition", "pseudo_log_likelihood", "unroll", "pretrain", "train_rbm", "PCA"]
+__all__ = [
+           "PCA",
+           "RBM",
+           "PersistentChain",
+           "contrastive_divergence",
+           "exact_grads",
+           "log_likelihood",
+           "log_partition",
+           "pretrain",
+           "pseudo_log_likelihood",
+           "train_rbm",
+           "unroll",
+]

@@ -38,7 +38,7 @@ def build(arch: dict, where: str):
     rbms = []
     for i, cfg in enumerate(configs):
         if not isinstance(cfg, dict):
-            raise ValueError(f"{where}: RBM {i} has a malformed description")
+            raise ValueError(f"{where}: RBM {i} has a malformed description")  # noqa: TRY004 (a bad file)
         try:
             rbms.append(RBM.from_config(cfg, deferred=True))
         except (TypeError, ValueError, OverflowError, MemoryError, RecursionError) as exc:

@@ -58,11 +58,9 @@ from __future__ import annotations
 
 import math
 
-import numpy
-
 from .. import backend, init
 from .. import functional as F
-from .._checks import check_float_array, check_positive_int, check_finite
+from .._checks import check_finite, check_float_array, check_positive_int
 
 UNITS = ("bernoulli", "gaussian")
 LOG_2PI = math.log(2.0 * math.pi)
@@ -114,6 +112,7 @@ class RBM:
     Energy, conditionals and free energy: see the module docstring, (E1)–(F2). Bernoulli
     visibles accept data in [0, 1], gray levels read as probabilities (Hinton &
     Salakhutdinov 2006); the exact likelihood and the pseudo-likelihood need binary data.
+    Data may be float32/float64 (computed in the RBM's dtype) or integer/boolean 0/1 arrays.
 
     ``rng`` (a Generator or an int seed) draws the initial weights and is kept as the
     machine's own generator: sampling methods and ``contrastive_divergence`` called with
@@ -154,7 +153,7 @@ class RBM:
         return f"RBM({self.n_visible}→{self.n_hidden}, visible={self.visible!r}, hidden={self.hidden!r})"
 
     @classmethod
-    def from_config(cls, config: dict, *, deferred: bool = False) -> "RBM":
+    def from_config(cls, config: dict, *, deferred: bool = False) -> RBM:
         """An RBM from ``get_config()``'s dict; ``deferred=True`` allocates nothing (``hg.load``)."""
         if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
             raise TypeError(f"RBM.from_config: expected a dict with string keys, got {type(config).__name__}")
@@ -191,6 +190,8 @@ class RBM:
         where = f"RBM.{fn}"
         width = self.n_visible if side == "visible" else self.n_hidden
         name = "v" if side == "visible" else "h"
+        if hasattr(x, "dtype") and x.dtype.kind in "biu":  # binary data given as integers or booleans
+            x = x.astype(self.dtype)
         check_float_array(x, where, ndim=2, name=name)
         if x.shape[1] != width:
             raise ValueError(f"{where}: expected {name} of shape (N, {width}), got {tuple(x.shape)}")
@@ -295,30 +296,30 @@ class RBM:
     def contrastive_divergence(self, v, k: int = 1, rng=None, persistent=None, mean_visible: bool = False) -> float:
         """Write the CD-k (or PCD-k) estimate of ∂(mean NLL)/∂θ into ``grads``; see
         :func:`handgrad.rbm.cd.contrastive_divergence` for the estimator and its choices."""
-        from .cd import contrastive_divergence  # noqa: PLC0415 (cd builds on this module)
+        from .cd import contrastive_divergence
 
         return contrastive_divergence(self, v, k=k, rng=rng, persistent=persistent, mean_visible=mean_visible)
 
     # -- exact (small models) ------------------------------------------------------------
     def log_partition(self) -> float:
         """log Z by enumeration; see :func:`handgrad.rbm.exact.log_partition`."""
-        from .exact import log_partition  # noqa: PLC0415
+        from .exact import log_partition
 
         return log_partition(self)
 
     def log_likelihood(self, v):
         """log p(v) = −F(v) − log Z ``(N,)``, exact; see :func:`handgrad.rbm.exact.log_likelihood`."""
-        from .exact import log_likelihood  # noqa: PLC0415
+        from .exact import log_likelihood
 
         return log_likelihood(self, v)
 
     def pseudo_log_likelihood(self, v):
         """Σ_i log p(v_i | v_−i) ``(N,)``; see :func:`handgrad.rbm.exact.pseudo_log_likelihood`."""
-        from .exact import pseudo_log_likelihood  # noqa: PLC0415
+        from .exact import pseudo_log_likelihood
 
         return pseudo_log_likelihood(self, v)
 
-    def astype(self, dtype) -> "RBM":
+    def astype(self, dtype) -> RBM:
         """A copy with every parameter in ``dtype`` (float64 copies for exact checks)."""
         dt = backend.resolve_dtype(dtype, "RBM.astype")
         other = RBM(self.n_visible, self.n_hidden, self.visible, self.hidden, rng=0, dtype=dt,

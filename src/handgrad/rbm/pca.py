@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy
 
 from .. import backend
-from .._checks import check_float_array, check_finite, check_positive_int
+from .._checks import check_finite, check_float_array, check_positive_int
 
 
 class PCA:
@@ -22,7 +22,7 @@ class PCA:
         self.n_components = check_positive_int(n_components, "PCA", "n_components")
         self.mean = self.components = None
 
-    def fit(self, x, batch: int = 10000) -> "PCA":
+    def fit(self, x, batch: int = 10000) -> PCA:
         check_float_array(x, "PCA.fit", ndim=2, name="x")
         check_finite(x, "PCA.fit", "x")
         n, f = x.shape

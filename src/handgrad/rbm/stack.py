@@ -15,7 +15,8 @@ so backpropagation (fine-tuning, 2006 §"fine-tuning") adjusts encoder and decod
 """
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 from .. import backend
 from ..layers import Dense, Sigmoid
@@ -89,7 +90,7 @@ def random_autoencoder(sizes: Sequence[int], logits: bool = False, rng=0, dtype=
     (Dense's N(0, 1/fan_in) weights, zero biases): the baseline pretraining is compared with."""
     gen = backend.make_rng(rng)
     layers = []
-    pairs = list(zip(sizes[:-1], sizes[1:]))
+    pairs = list(itertools.pairwise(sizes))
     for i, (a, b) in enumerate(pairs):
         layers.append(Dense(a, b, rng=gen, dtype=dtype))
         if i < len(pairs) - 1:
@@ -120,7 +121,7 @@ def pretrain(sizes: Sequence[int], x, epochs: int = 10, batch_size: int = 100, k
         raise ValueError(f"pretrain: expected at least two sizes (visible, hidden), got {sizes!r}")
     rbms, histories = [], []
     inp, val = x, validation_data
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         top = i == len(sizes) - 2
         hidden = "gaussian" if (top and linear_code) else "bernoulli"
         r = RBM(a, b, hidden=hidden, rng=seed * 1000 + i, dtype=dtype)

@@ -27,13 +27,13 @@ import os
 import numpy
 
 from .. import backend
-from .._checks import check_float_array, check_finite, check_positive_int
+from .._checks import check_positive_int
 from ..fsutil import atomic_write_bytes
 from ..optim import SGD
 from ..training import checkpoint as ckpt
 from ..training import progress
 from ..training.callbacks import History
-from ..training.faults import TrainingDiverged, TrainingInterrupted, SignalFlag
+from ..training.faults import SignalFlag, TrainingDiverged, TrainingInterrupted
 from .cd import PersistentChain, contrastive_divergence
 from .exact import log_likelihood, pseudo_log_likelihood
 from .machine import RBM
@@ -93,8 +93,6 @@ def train_rbm(r: RBM, x, epochs: int = 10, batch_size: int = 100, lr: float | No
     where = "train_rbm"
     if not isinstance(r, RBM):
         raise TypeError(f"{where}: expected an RBM, got {type(r).__name__}")
-    check_float_array(x, where, ndim=2, name="x")
-    check_finite(x, where, "x")
     x = r._check(x, "visible", where)
     epochs = check_positive_int(epochs, where, "epochs")
     batch_size = check_positive_int(batch_size, where, "batch_size")
@@ -105,7 +103,6 @@ def train_rbm(r: RBM, x, epochs: int = 10, batch_size: int = 100, lr: float | No
         raise ValueError(f"{where}: mean_visible=True cannot be combined with persistent=True")
     val = None
     if validation_data is not None:
-        check_float_array(validation_data, where, ndim=2, name="validation_data")
         val = r._check(validation_data, "visible", where)
     n = x.shape[0]
     if n == 0:
