@@ -181,3 +181,14 @@ def test_float32_rbm_exact_values_agree_with_float64():
     vs = binary_states(6)
     np.testing.assert_allclose(r32.log_likelihood(vs.astype(np.float32)), r.log_likelihood(vs), rtol=1e-5)
     assert rbm.exact_grads(r32, vs.astype(np.float32))["W"].dtype == np.float32
+
+
+def test_block_gibbs_samples_the_exact_distribution():
+    r = random_rbm(3, 2, scale=0.8)
+    vs = binary_states(3)
+    p = np.exp(r.log_likelihood(vs))
+    chains = r.gibbs(np.zeros((20000, 3)), steps=20, rng=0)
+    idx = (chains @ (2 ** np.arange(3)[::-1])).astype(int)        # row index in binary_states order
+    np.testing.assert_allclose(np.bincount(idx, minlength=8) / len(idx), p, atol=0.012)
+    means = r.gibbs(np.zeros((4, 3)), steps=2, rng=0, mean_visible=True)
+    assert ((means > 0) & (means < 1)).all()                      # the last step's means, not samples
