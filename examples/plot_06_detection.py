@@ -46,7 +46,7 @@ model = hg.Sequential([
     layers.Flatten(), layers.Dense(16 * 4 * 4, 64, rng=2), layers.ReLU(), layers.Dense(64, 10, rng=3),
 ])
 hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, lr=0.02, momentum=0.9), xf, y_train,
-       epochs=3, batch_size=32, seed=0, progress_bar=False)
+       epochs=2, batch_size=32, seed=0, progress_bar=False)
 fcn = detection.to_fully_convolutional(model, (1, 28, 28))
 print(fcn.summary())
 
@@ -77,5 +77,9 @@ for ax, img, boxes, labels in zip(axes, world.images, world.boxes, world.labels)
         ax.text(l, t - 1, f"{hg.data.CLASSES[k]} {s:.2f}", color="red", fontsize=7)
     ax.set(xticks=[], yticks=[], title="true (green), detected (red)")
 plt.show()
-print(scenes.evaluate_detection(fcn, scenes.make_scenes(x_test, y_test, n_scenes=20, size=(72, 72),
-                                                        seed=1), threshold=0.95))
+# %%
+# Recall and precision at IoU ≥ 0.5 over 20 more scenes:
+scores = scenes.evaluate_detection(fcn, scenes.make_scenes(x_test, y_test, n_scenes=20, size=(72, 72), seed=1),
+                                   threshold=0.95)
+for key in ("items", "detections", "recall", "recall_class", "precision", "precision_class"):
+    print(f"{key:>15}: {scores[key]:.3f}" if isinstance(scores[key], float) else f"{key:>15}: {scores[key]}")

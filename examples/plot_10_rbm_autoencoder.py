@@ -33,6 +33,8 @@ then fine-tuned by backpropagation.
 - **Proof**: below, the exact gradient (by enumerating the hidden states) against finite
   differences of the exact log-likelihood, CD-1's bias against that exact gradient, and the
   gradient check of the unrolled autoencoder.
+- **Derivations**: the chapter :doc:`../rbm` (free energies, CD-k and PCD, exact
+  enumeration, unrolling).
 - **Errata**: none — the notes give the section titles only; the equations follow Hinton &
   Salakhutdinov (2006) and Hinton's practical guide.
 """

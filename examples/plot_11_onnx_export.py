@@ -18,9 +18,8 @@ biases, and feeds the output-gate peephole with the *new* cell state :math:`s_t`
 ``Scan`` over an explicit cell. The same model, saved with ``hg.save``, exports from the
 command line with ``handgrad export MODEL.safetensors MODEL.onnx``.
 
-- **Code**: :source:`handgrad.interop.onnx_export.to_onnx`, the recurrent layers in
-  :source:`handgrad.interop.onnx_recurrent`; PyTorch state dicts in
-  :source:`handgrad.interop.pytorch`.
+- **Code**: :source:`handgrad.interop.onnx_export.to_onnx` (API: :func:`handgrad.interop.to_onnx`);
+  PyTorch state dicts in :source:`handgrad.interop.pytorch`.
 - **Proof**: below, ONNX Runtime against ``model.predict`` for every model family, and
   ``onnx.checker`` on every file; the interop tests do the same in CI, plus PyTorch round trips.
 - **Errata**: none; the peephole difference above is a property of the ONNX operator, not a

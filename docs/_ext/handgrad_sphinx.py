@@ -130,6 +130,34 @@ def _errata_labels(app: Sphinx, doctree: nodes.document) -> None:
             std.labels[name] = (docname, section["ids"][0], title)
 
 
+# -- docstrings written as plain-text math ------------------------------------------------------
+
+_BARS = re.compile(r"(?<![\\|])\|(?=\S)([^|`]*?\S)\|(?!\|)")
+
+
+def _escape_bars(app: Sphinx, what, name, obj, options, lines: list[str]) -> None:
+    """The docstrings write absolute values and norms as |z| and ‖x‖; reStructuredText reads
+    |z| as a substitution reference. Escape such bars outside literal blocks and ``inline
+    literals`` (where a backslash would show)."""
+    literal_indent = None
+    for k, line in enumerate(lines):
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if literal_indent is not None:
+            if stripped and indent <= literal_indent:
+                literal_indent = None
+            else:
+                continue
+        if stripped.startswith(("|", "+")):  # a table row, or a line block
+            pass
+        elif "|" in line:
+            parts = line.split("``")
+            parts[::2] = [_BARS.sub(r"\\|\1\\|", part) for part in parts[::2]]
+            lines[k] = "``".join(parts)
+        if stripped.endswith("::"):
+            literal_indent = indent
+
+
 # -- :source: role -----------------------------------------------------------------------------
 
 class source_link(nodes.Inline, nodes.Element):
@@ -158,10 +186,13 @@ def source_role(name, rawtext, text, lineno, inliner, options=None, content=None
         msg = inliner.reporter.error(str(exc), line=lineno)
         return [inliner.problematic(rawtext, rawtext, msg)], [msg]
     label = modname.replace(".", "/") + ".py" + (f" ({qualname})" if qualname else "")
-    node = source_link(label, "", nodes.literal(label, label),
+    node = source_link(label, nodes.literal(label, label),
                        reftarget="_modules/" + modname.replace(".", "/"), refid=qualname,
                        refdoc=env.docname)
-    env.handgrad_source_pages = getattr(env, "handgrad_source_pages", set()) | {node["reftarget"]}
+    pages = getattr(env, "handgrad_source_pages", None)
+    if not isinstance(pages, dict):
+        pages = env.handgrad_source_pages = {}
+    pages.setdefault(env.docname, set()).add(node["reftarget"])
     return [node], []
 
 
@@ -203,10 +234,19 @@ def _copy_mathjax(app: Sphinx, exception) -> None:
         elif src.is_file():
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / part)
-    for page in sorted(getattr(app.env, "handgrad_source_pages", ())):
+    wanted = set().union(*getattr(app.env, "handgrad_source_pages", {}).values())
+    for page in sorted(wanted):
         if not (Path(app.outdir) / (page + ".html")).is_file():
             logger.warning(f"handgrad docs: :source: links to {page}.html, which viewcode did not write "
                            "(document an object of that module in the API reference)")
+
+
+def _purge_source_pages(app: Sphinx, env, docname: str) -> None:
+    pages = getattr(env, "handgrad_source_pages", None)
+    if isinstance(pages, dict):
+        pages.pop(docname, None)
+    else:
+        env.handgrad_source_pages = {}
 
 
 def _check_mathjax(app: Sphinx, config) -> None:
@@ -218,7 +258,9 @@ def setup(app: Sphinx) -> dict:
     app.add_role("source", source_role)
     app.add_node(source_link)
     app.add_post_transform(ResolveSourceLinks)
+    app.connect("autodoc-process-docstring", _escape_bars)
     app.connect("doctree-read", _errata_labels)
     app.connect("config-inited", _check_mathjax)
+    app.connect("env-purge-doc", _purge_source_pages)
     app.connect("build-finished", _copy_mathjax)
     return {"version": "1", "parallel_read_safe": False, "parallel_write_safe": True}
