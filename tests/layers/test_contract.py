@@ -4,6 +4,7 @@ Each case is a factory (a layer of a given config, the shapes of two batches, an
 must be rejected) and every test below runs over all of them:
 
 - ``params``/``grads``: the same keys and shapes from construction on, in the layer's dtype;
+  ``params`` is the single source of truth (replaced or edited in place, the layer uses it);
 - float32 and float64: a layer computes in its parameters' (or its input's) dtype, and its
   output has ``output_shape``;
 - ``backward`` overwrites ``grads`` and never accumulates: twice on one batch gives the same
@@ -178,6 +179,22 @@ def test_computes_in_its_dtype_with_the_announced_output_shape(case, dtype):
         assert layer.grads[k].shape == p.shape and layer.grads[k].dtype == dtype, k
     reset(layer)
     assert layer.forward(x).dtype == dtype
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_params_are_the_single_source_of_truth(case):
+    """A float32 layer whose params are replaced by float64 arrays computes in float64 with
+    them, exactly as a fresh layer holding the same arrays; so after an in-place edit."""
+    layer = build(case, np.float32)
+    layer.params = {k: p.astype(np.float64) for k, p in layer.params.items()}
+    x = case.inputs(0, np.float64)
+    y = layer.forward(x)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, twin(layer).forward(x))
+    for k in layer.params:
+        layer.params[k][...] *= 0.5
+        reset(layer)
+        np.testing.assert_array_equal(layer.forward(x), twin(layer).forward(x), err_msg=k)
 
 
 # -- backward overwrites, never accumulates ----------------------------------------------------------
