@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy
 
 from .._checks import check_int, check_probability
+from ..kernels import pair
 from ..model import Sequential
 from .detection import check_background, class_map, detections_from_map, geometry, iou
 
@@ -66,8 +67,8 @@ def make_scenes(images, labels, n_scenes: int, size=(96, 96), items=(2, 4), seed
     else:
         raise TypeError(f"{where}: expected numeric images, got dtype {x.dtype}")
     n_scenes = check_int(n_scenes, where, "n_scenes", minimum=1)
-    H, W = (size, size) if isinstance(size, int) else tuple(size)
-    lo, hi = (items, items) if isinstance(items, int) else tuple(items)
+    H, W = pair(size, "size", where)
+    lo, hi = pair(items, "items", where)
     if not 1 <= lo <= hi:
         raise ValueError(f"{where}: expected items=(min, max) with 1 <= min <= max, got {items!r}")
     h, w = x.shape[1:]
