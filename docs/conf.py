@@ -110,7 +110,7 @@ html_css_files = ["handgrad.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "header_links_before_dropdown": 8,
+    "header_links_before_dropdown": 5,
     "navbar_align": "left",
 }
 html_show_sourcelink = False

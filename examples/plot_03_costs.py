@@ -8,14 +8,18 @@ pairing of output activation and cost changes only statement (1) of backpropagat
 
 .. math::
 
-   \text{sigmoid + halved MSE: } & c = \tfrac12\|\mathbf a - \mathbf y\|^2, &
-   \boldsymbol\delta^{(L)} &= (\mathbf a - \mathbf y) \odot \sigma'(\mathbf z^{(L)})\\
-   \text{sigmoid + cross-entropy: } & c = -\textstyle\sum_j \big[y_j \ln a_j + (1 - y_j)\ln(1 - a_j)\big], &
-   \boldsymbol\delta^{(L)} &= \mathbf a - \mathbf y\\
-   \text{linear + halved MSE: } & c = \tfrac12\|\mathbf z - \mathbf y\|^2, &
-   \boldsymbol\delta^{(L)} &= \mathbf a - \mathbf y\\
-   \text{softmax + log-likelihood: } & c = -\textstyle\sum_j y_j \ln \operatorname{softmax}(\mathbf z)_j, &
-   \boldsymbol\delta^{(L)} &= \mathbf a - \mathbf y
+   c_{\text{MSE}} &= \tfrac12\|\mathbf a - \mathbf y\|^2\\
+   c_{\text{CE}} &= -\textstyle\sum_j \big[y_j \ln a_j + (1 - y_j)\ln(1 - a_j)\big]\\
+   c_{\text{NLL}} &= -\textstyle\sum_j y_j \ln a_j
+
+and, for the output layer's error,
+
+.. math::
+
+   \text{sigmoid output, } c_{\text{MSE}}: \quad & \boldsymbol\delta^{(L)} = (\mathbf a - \mathbf y) \odot \sigma'(\mathbf z^{(L)})\\
+   \text{sigmoid output, } c_{\text{CE}}: \quad & \boldsymbol\delta^{(L)} = \mathbf a - \mathbf y\\
+   \text{linear output, } c_{\text{MSE}}: \quad & \boldsymbol\delta^{(L)} = \mathbf a - \mathbf y\\
+   \text{softmax output, } c_{\text{NLL}}: \quad & \boldsymbol\delta^{(L)} = \mathbf a - \mathbf y
 
 The first pairing learns slowly when the output neuron saturates (:math:`\sigma' \to 0`); the
 cross-entropy is designed to cancel that factor.

@@ -8,17 +8,22 @@ of each window:
 
 .. math::
 
-   y_{n,d,p,q} &= b_d + \sum_{c}\sum_{i,j} W_{d,c,i,j}\, \tilde x_{n,c,\,ps + i,\,qs + j},
-   \qquad \text{pool}(x)_{n,c,p,q} = \max_{(i,j)\,\in\,\text{window}(p,q)} x_{n,c,i,j}\\
-   \frac{\partial C}{\partial b_d} &= \sum_{n,p,q} \delta_{n,d,p,q}, \qquad
-   \frac{\partial C}{\partial W_{d,c,i,j}} = \sum_{n,p,q} \delta_{n,d,p,q}\, \tilde x_{n,c,\,ps+i,\,qs+j}
-   \quad (\text{``001'' (30)–(31)})\\
+   y_{n,d,p,q} &= b_d + \sum_{c}\sum_{i,j} W_{d,c,i,j}\, \tilde x_{n,c,\,ps + i,\,qs + j}\\
+   \text{pool}(x)_{n,c,p,q} &= \max_{(i,j)\,\in\,\text{window}(p,q)} x_{n,c,i,j}
+
+with :math:`\tilde x` the zero-padded input. Backward, with
+:math:`\delta = \partial C / \partial y` (``001`` eqs. (30)–(31)):
+
+.. math::
+
+   \frac{\partial C}{\partial b_d} &= \sum_{n,p,q} \delta_{n,d,p,q}\\
+   \frac{\partial C}{\partial W_{d,c,i,j}} &= \sum_{n,p,q} \delta_{n,d,p,q}\, \tilde x_{n,c,\,ps+i,\,qs+j}\\
    \frac{\partial C}{\partial \tilde x_{n,c,u,v}} &= \sum_{d,i,j} W_{d,c,i,j}\,
    \delta_{n,d,\,(u-i)/s,\,(v-j)/s}
-   \quad\text{(the full convolution with the kernel rotated by 180°)}
 
-and max-pooling routes each window's error to the position of its maximum (mean pooling
-spreads it evenly, divided by the window size). LeNet-5 (``001`` §3) stacks
+(the last one is the full convolution of :math:`\delta` with the kernel rotated by 180°,
+over the integer quotients), and max-pooling routes each window's error to the position of
+its maximum (mean pooling spreads it evenly, divided by the window size). LeNet-5 (``001`` §3) stacks
 conv 5×5 (6) → pool → conv 5×5 (16) → pool → 120 → 84 → 10.
 
 - **Code**: :source:`handgrad.layers.conv.Conv2D` (im2col/col2im in

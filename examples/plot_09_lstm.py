@@ -10,10 +10,8 @@ diagonal weight :math:`\boldsymbol\psi_G`:
 
 .. math::
 
-   i_t &= \sigma(A_{I,t} + \psi_I \odot s_{t-1}), \quad
-   f_t = \sigma(A_{F,t} + \psi_F \odot s_{t-1}), \quad
-   o_t = \sigma(A_{O,t} + \psi_O \odot s_{t-1}), \quad
-   g_t = \tanh(A_{g,t})\\
+   i_t &= \sigma(A_{I,t} + \psi_I \odot s_{t-1}), \qquad f_t = \sigma(A_{F,t} + \psi_F \odot s_{t-1})\\
+   o_t &= \sigma(A_{O,t} + \psi_O \odot s_{t-1}), \qquad g_t = \tanh(A_{g,t})\\
    s_t &= f_t \odot s_{t-1} + i_t \odot g_t, \qquad \mathbf h_t = o_t \odot \tanh(s_t)
 
 Backpropagation through time (``003`` §7, statements (2)–(11)), with
@@ -24,10 +22,11 @@ Backpropagation through time (``003`` §7, statements (2)–(11)), with
 
    \boldsymbol\epsilon_a[t] &= \mathbf e_t + \textstyle\sum_G W_{hh,G}^{\mathsf T}\boldsymbol\delta_G[t+1]\\
    \boldsymbol\epsilon_s[t] &= \boldsymbol\epsilon_a[t] \odot o_t \odot (1 - \tanh^2 s_t)
-      + \boldsymbol\epsilon_s[t+1] \odot f_{t+1} + \textstyle\sum_G \psi_G \odot \boldsymbol\delta_G[t+1]\\
-   \boldsymbol\delta_O &= \boldsymbol\epsilon_a \odot \tanh(s_t) \odot o(1-o), \quad
-   \boldsymbol\delta_g = \boldsymbol\epsilon_s \odot i \odot (1 - g^2), \quad
-   \boldsymbol\delta_F = \boldsymbol\epsilon_s \odot s_{t-1} \odot f(1-f), \quad
+      + \boldsymbol\epsilon_s[t+1] \odot f_{t+1}\\
+      &\quad + \textstyle\sum_G \psi_G \odot \boldsymbol\delta_G[t+1]\\
+   \boldsymbol\delta_O &= \boldsymbol\epsilon_a \odot \tanh(s_t) \odot o(1-o), \qquad
+   \boldsymbol\delta_g = \boldsymbol\epsilon_s \odot i \odot (1 - g^2)\\
+   \boldsymbol\delta_F &= \boldsymbol\epsilon_s \odot s_{t-1} \odot f(1-f), \qquad
    \boldsymbol\delta_I = \boldsymbol\epsilon_s \odot g \odot i(1-i)\\
    \frac{\partial C}{\partial \psi_G} &= \textstyle\sum_t \boldsymbol\delta_G[t] \odot s_{t-1}
 
@@ -75,8 +74,8 @@ model = hg.Sequential([layers.LSTM(28, 32, peepholes=True, return_sequences=Fals
                                    record_delta_norms=True),
                        layers.Dense(32, 10, rng=1)])
 loss = losses.SoftmaxCrossEntropy()
-h = hg.fit(model, loss, optim.Adam(model, lr=3e-3), s_train[:3000], y_train[:3000], epochs=2, batch_size=50,
-           validation_data=(s_test, y_test), seed=0, progress_bar=False)
+h = hg.fit(model, loss, optim.Adam(model, lr=3e-3), s_train[:3000], y_train[:3000], epochs=2,
+           batch_size=50, validation_data=(s_test, y_test), seed=0, progress_bar=False)
 print("test accuracy per epoch:", [round(a, 3) for a in h.history["val_accuracy"]])
 print("peephole weights after training, mean |ψ| per gate (I, F, O):",
       np.round(np.abs(model.layers[0].params["w_peep"]).mean(axis=1), 4))
@@ -89,8 +88,8 @@ print("peephole weights after training, mean |ψ| per gate (I, F, O):",
 # error alive.
 rnn_model = hg.Sequential([layers.RNN(28, 32, return_sequences=False, rng=0, record_delta_norms=True),
                            layers.Dense(32, 10, rng=1)])
-hg.fit(rnn_model, loss, optim.Adam(rnn_model, lr=3e-3), s_train[:3000], y_train[:3000], epochs=2, batch_size=50,
-       seed=0, progress_bar=False)
+hg.fit(rnn_model, loss, optim.Adam(rnn_model, lr=3e-3), s_train[:3000], y_train[:3000], epochs=2,
+       batch_size=50, seed=0, progress_bar=False)
 fig, ax = plt.subplots(figsize=(6.5, 3.6), constrained_layout=True)
 for name, m in (("LSTM (peepholes)", model), ("Elman RNN", rnn_model)):
     loss.forward(m.forward(s_test[:256], training=True), y_test[:256])

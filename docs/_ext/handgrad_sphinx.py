@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import re
 import shutil
 from pathlib import Path
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 # What of MathJax's es5 folder the site needs: the TeX-to-CommonHTML bundle, the extensions
 # and fonts it loads on demand, and the accessibility/menu parts it may pull in.
+USAGE_WIDTH = 64  # characters per usage line on the CLI page
 MATHJAX_PARTS = ("tex-chtml.js", "input", "output/chtml", "ui", "a11y", "adaptors", "sre")
 
 
@@ -59,7 +61,7 @@ def _help_text(action: argparse.Action, formatter: argparse.HelpFormatter) -> st
     text = formatter._expand_help(action) if action.help else ""
     default = action.default
     if (action.option_strings and action.nargs != 0 and default not in (None, argparse.SUPPRESS)
-            and "%(default)" not in (action.help or "")):
+            and "default" not in text.lower()):
         text = f"{text} (default: {default})" if text else f"default: {default}"
     return text
 
@@ -71,7 +73,7 @@ def _parser_section(prog: str, summary: str | None, parser: argparse.ArgumentPar
     text = parser.description or summary
     if text:
         section += nodes.paragraph(text, text)
-    formatter = argparse.HelpFormatter(prog, width=100)
+    formatter = argparse.HelpFormatter(prog, width=USAGE_WIDTH)
     usage = parser.format_usage().strip()
     section += nodes.literal_block(usage, usage, language="text")
     items = nodes.definition_list()
@@ -98,7 +100,21 @@ class HandgradCLI(Directive):
     def run(self):
         from handgrad.cli import build_parser
 
-        parser = build_parser()
+        env = self.state.document.settings.env
+        env.handgrad_cli_docs = getattr(env, "handgrad_cli_docs", set()) | {env.docname}
+        # argparse wraps usage lines to $COLUMNS: fix it, so the page does not depend on the
+        # terminal the site was built in.
+        old = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = str(USAGE_WIDTH)
+        try:
+            return self._sections(build_parser())
+        finally:
+            if old is None:
+                del os.environ["COLUMNS"]
+            else:
+                os.environ["COLUMNS"] = old
+
+    def _sections(self, parser: argparse.ArgumentParser):
         document = self.state.document
         out = []
         intro = parser.format_usage().strip()
@@ -249,6 +265,11 @@ def _purge_source_pages(app: Sphinx, env, docname: str) -> None:
         env.handgrad_source_pages = {}
 
 
+def _cli_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """The CLI page follows the parser, not its own source: rebuild it every time."""
+    return sorted(getattr(env, "handgrad_cli_docs", set()) - set(removed))
+
+
 def _check_mathjax(app: Sphinx, config) -> None:
     _mathjax_source()  # fail at the start, not after the gallery has run
 
@@ -262,5 +283,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-read", _errata_labels)
     app.connect("config-inited", _check_mathjax)
     app.connect("env-purge-doc", _purge_source_pages)
+    app.connect("env-get-outdated", _cli_outdated)
     app.connect("build-finished", _copy_mathjax)
     return {"version": "1", "parallel_read_safe": False, "parallel_write_safe": True}
