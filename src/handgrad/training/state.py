@@ -48,7 +48,9 @@ class RandomStreams:
 class RunState:
     """Position, running sums, random streams and history of one training run.
 
-    ``identity``: the arguments a resumed run must share (``FitConfig.identity``)."""
+    ``identity``: the arguments a resumed run must share (``FitConfig.identity``: the keys
+    ``epochs``, ``batch_size``, ``seed``, ``n``, which ``checkpoint.load_checkpoint`` checks).
+    ``begin_epoch`` needs of ``data`` only ``order(rng)`` (``inputs.TrainingData``)."""
 
     def __init__(self, identity: dict, streams: RandomStreams, models, metrics, history,
                  generators: dict | None = None) -> None:
@@ -82,7 +84,8 @@ class RunState:
         self.epoch_start = self.streams.shuffle.bit_generator.state
         if self.batch == 0:
             self.metrics.reset()
-            model.reset_states()
+            if hasattr(model, "reset_states"):  # a model without recurrent state (an RBM) has none
+                model.reset_states()
         self._skipped_at_epoch_start = self.skipped
         return data.order(self.streams.shuffle)
 
