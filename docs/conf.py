@@ -13,7 +13,6 @@ pages render their equations with no network.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -45,19 +44,6 @@ root_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "auto_examples/*.zip", "auto_examples/*.json", "auto_examples/*.md5"]
 
-# Modules other engineers are still building: their API page (and gallery example) are left
-# out only while the module cannot be imported. Once both import, nothing here is skipped.
-OPTIONAL_MODULES = {"handgrad.rbm": "api/rbm", "handgrad.interop": "api/interop"}
-missing_modules = []
-for _mod, _page in OPTIONAL_MODULES.items():
-    try:
-        present = importlib.util.find_spec(_mod) is not None
-    except ImportError:
-        present = False
-    if not present:
-        missing_modules.append(_mod)
-        exclude_patterns.append(_page + ".rst")
-
 # -- Markdown (the guide, errata, benchmarks and validation stay Markdown) --------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -77,15 +63,12 @@ mathjax_path = "mathjax/tex-chtml.js"
 mathjax3_config = {"options": {"enableMenu": False}}
 
 # -- Gallery: one example per topic of the notes, run at build time ---------------------------
-# Executed: every examples/plot_*.py. An example whose module is still missing (see
-# OPTIONAL_MODULES) is listed in GALLERY_SKIP and neither executed nor rendered.
-GALLERY_SKIP = {"handgrad.rbm": "plot_10_rbm_autoencoder", "handgrad.interop": "plot_11_onnx_export"}
-_skipped = [GALLERY_SKIP[m] for m in missing_modules if m in GALLERY_SKIP]
+# Every examples/plot_*.py is executed by every build; an example that raises fails the build.
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "ignore_pattern": (r"(" + "|".join(_skipped) + r")\.py$") if _skipped else r"__init__\.py",
+    "ignore_pattern": r"__init__\.py",
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "remove_config_comments": True,
@@ -97,6 +80,7 @@ sphinx_gallery_conf = {
     "backreferences_dir": "gen_modules/backreferences",
     "reference_url": {"handgrad": None},
     "show_memory": False,
+    "write_computation_times": False,  # each page states its own running time; no extra pages
     "min_reported_time": 1,
     "plot_gallery": "True",
 }
@@ -116,5 +100,3 @@ html_theme_options = {
 html_show_sourcelink = False
 html_last_updated_fmt = None
 
-# While an optional module is missing its API page is excluded; its toctree entry stays.
-suppress_warnings = ["toc.excluded"] if missing_modules else []
