@@ -9,10 +9,10 @@ statements (plus the two averages over the data set, (5)–(6)):
 
 .. math::
 
-   \boldsymbol\delta^{(L)} &= \nabla_{\mathbf a} c \odot \sigma'(\mathbf z^{(L)}) && (1)\\
-   \boldsymbol\delta^{(l)} &= \big((W^{(l+1)})^{\mathsf T} \boldsymbol\delta^{(l+1)}\big) \odot \sigma'(\mathbf z^{(l)}) && (2)\\
-   \frac{\partial c}{\partial b^{(l)}_j} &= \delta^{(l)}_j && (3)\\
-   \frac{\partial c}{\partial w^{(l)}_{j,k}} &= a^{(l-1)}_k \delta^{(l)}_j && (4)
+   \boldsymbol\delta^{(L)} &= \nabla_{\mathbf a} c \odot \sigma'(\mathbf z^{(L)}) \qquad \text{(1)}\\
+   \boldsymbol\delta^{(l)} &= \big((W^{(l+1)})^{\mathsf T} \boldsymbol\delta^{(l+1)}\big) \odot \sigma'(\mathbf z^{(l)}) \qquad \text{(2)}\\
+   \frac{\partial c}{\partial b^{(l)}_j} &= \delta^{(l)}_j \qquad \text{(3)}\\
+   \frac{\partial c}{\partial w^{(l)}_{j,k}} &= a^{(l-1)}_k \delta^{(l)}_j \qquad \text{(4)}
 
 and :math:`\partial C / \partial \theta = \frac1n \sum \partial c / \partial \theta`, (5)–(6).
 
