@@ -7,7 +7,7 @@ alone. As for every preset (``003`` §4): a seeded ``--val-split`` of the traini
 out for monitoring and choosing, and the test set is evaluated once, after training.
 
 - ``rbm``: one RBM 784–H (``--hidden``, default 500) trained by CD-k / PCD-k (``-k``,
-  ``--persistent``) for ``--epochs`` (default 10) with SGD (``--lr`` 0.1, momentum 0.5 → 0.9,
+  ``--persistent``) for ``--epochs`` (default 10) with SGD (``--lr`` 0.1, 0.01 for PCD, momentum 0.5 → 0.9,
   ``--weight-decay`` 0.0002 on W).
 - ``autoencoder``: 784–1000–500–250–``--code-size`` (``--hidden`` sets the middle widths);
   greedy pretraining for ``--pretrain-epochs`` per RBM (skipped with ``--no-pretrain``: the same
@@ -46,7 +46,7 @@ PRESETS = {"rbm": "an RBM on Fashion-MNIST by contrastive divergence (003 §8)",
 _OPTIONS = ("preset", "data", "subset", "hidden", "code_size", "pretrain_epochs", "pretrain_lr", "no_pretrain",
             "persistent", "k", "finetune_loss", "optimizer", "lr", "momentum", "weight_decay", "epochs",
             "batch_size", "val_split", "seed")
-DEFAULTS = {"rbm": {"hidden": (500,), "epochs": 10, "batch_size": 100, "lr": 0.1, "weight_decay": 2e-4},
+DEFAULTS = {"rbm": {"hidden": (500,), "epochs": 10, "batch_size": 100, "lr": None, "weight_decay": 2e-4},
             "autoencoder": {"hidden": (1000, 500, 250), "epochs": 30, "batch_size": 128, "lr": 1e-3,
                             "weight_decay": 0.0, "optimizer": "adam"}}
 
@@ -55,8 +55,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the ``rbm`` / ``autoencoder`` presets that ``handgrad train`` lacks."""
     g = parser.add_argument_group("rbm / autoencoder presets")
     g.add_argument("--pretrain-epochs", type=int, default=10, help="autoencoder: CD epochs per RBM (default 10)")
-    g.add_argument("--pretrain-lr", type=float, default=0.1,
-                   help="autoencoder: RBM learning rate (default 0.1; 0.001 for the linear top RBM)")
+    g.add_argument("--pretrain-lr", type=float,
+                   help="autoencoder: RBM learning rate (default 0.1, 0.01 with --persistent; the linear top RBM "
+                        "always 0.001)")
     g.add_argument("--code-size", type=int, default=30, help="autoencoder: width of the linear code (default 30)")
     g.add_argument("--no-pretrain", action="store_true", help="autoencoder: random initialisation, no RBMs")
     g.add_argument("--persistent", action="store_true", help="persistent contrastive divergence (PCD)")
@@ -186,7 +187,7 @@ def _pretrain(args, out, sizes, xtr, xval):
             folder = os.path.join(ck, f"rbm{i}")
             resume = folder if args.resume and os.path.isdir(folder) and ckpt.list_checkpoints(folder) else None
             t = time.perf_counter()
-            h = R.train_rbm(r, inp, epochs=args.pretrain_epochs, lr=0.001 if top else args.pretrain_lr, k=args.k,
+            h = R.train_rbm(r, inp, epochs=args.pretrain_epochs, lr=None if top else args.pretrain_lr, k=args.k,
                             persistent=args.persistent, mean_visible=not args.persistent, validation_data=val,
                             seed=args.seed + i, checkpoint_dir=folder, resume_from=resume, desc=f"rbm {i + 1}")
             os.makedirs(ck, exist_ok=True)

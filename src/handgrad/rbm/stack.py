@@ -112,7 +112,8 @@ def pretrain(sizes: Sequence[int], x, epochs: int = 10, batch_size: int = 100, k
 
     RBM i is trained by :func:`train_rbm` on the hidden means of RBM i−1 (and on their
     validation counterparts); the top one has gaussian hidden units when ``linear_code`` and
-    is trained with ``linear_lr`` (default 0.001, the 2006 code's rate). ``mean_visible``
+    is trained with ``linear_lr`` (default 0.001, the 2006 code's rate); ``lr`` None means
+    ``train_rbm``'s default (0.1, or 0.01 for PCD). ``mean_visible``
     (default True, the 2006 code) reconstructs with E[v | h]; it is turned off for PCD.
     ``callback(i, rbm, history)`` is called after each RBM.
     """
@@ -125,7 +126,7 @@ def pretrain(sizes: Sequence[int], x, epochs: int = 10, batch_size: int = 100, k
         top = i == len(sizes) - 2
         hidden = "gaussian" if (top and linear_code) else "bernoulli"
         r = RBM(a, b, hidden=hidden, rng=seed * 1000 + i, dtype=dtype)
-        rate = (linear_lr if linear_lr is not None else 0.001) if hidden == "gaussian" else (lr or 0.1)
+        rate = linear_lr if hidden == "gaussian" else lr      # None: train_rbm's default_lr
         h = train_rbm(r, inp, epochs=epochs, batch_size=batch_size, lr=rate, k=k, persistent=persistent,
                       mean_visible=mean_visible and not persistent, validation_data=val, seed=seed + i,
                       progress_bar=progress_bar, desc=f"rbm {i + 1}/{len(sizes) - 1}", **train_kw)
