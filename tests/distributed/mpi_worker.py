@@ -4,7 +4,8 @@ prints one JSON line ``RESULT {...}``. Modes (several joined by "+" run in one
 launch): ``grad`` (one step's allreduced gradient), ``bucket`` (the same, in ``--bucket=BYTES``
 pieces), ``train`` (a few optimizer steps with dropout and uneven batches), ``norows`` (the
 same without row-sharded dropout draws: must differ), ``bcast`` (optimizer and generator
-states from rank 0), ``eval`` (validation sums), ``fail`` (rank 1's forward raises at the
+states from rank 0), ``eval`` (``hg.evaluate`` with the reducer: batches sharded over ranks,
+sums and the per-class confusion matrix added), ``fail`` (rank 1's forward raises at the
 second step), ``abort`` (rank 1 raises outside a step), ``signal`` (stop on a forwarded signal)."""
 from __future__ import annotations
 
@@ -155,9 +156,13 @@ def run(mode, kind, dtype, comm, reducer, options) -> dict:
         result["lr_same"] = same_on_all_ranks(comm, np.array([opt.lr, opt.steps], dtype=np.float64))
     elif mode == "eval":  # validation sums over ranks: whole batches of 3 per rank
         labels = y if y.dtype.kind in "iu" else None
-        got = dist.evaluate_sharded(model, loss, x, y, reducer, batch_size=3, labels=labels)
-        want = hg.evaluate(ref, loss, x, y, batch_size=3)
-        result = {"loss": abs(got["loss"] - want["loss"]), "accuracy": abs(got["accuracy"] - want["accuracy"])}
+        metrics = ("accuracy", "top2_accuracy", "per_class_accuracy") if labels is not None else ()
+        got = hg.evaluate(model, loss, x, y, batch_size=3, metrics=metrics, reducer=reducer)
+        want = hg.evaluate(ref, loss, x, y, batch_size=3, metrics=metrics)
+        result = {"loss": abs(got["loss"] - want["loss"]), "accuracy": abs(got["accuracy"] - want["accuracy"]),
+                  "top2": abs(got["top2_accuracy"] - want["top2_accuracy"]),
+                  "per_class": bool(np.allclose(got["per_class_accuracy"], want["per_class_accuracy"],
+                                                rtol=0, atol=1e-15, equal_nan=True))}
     else:
         raise ValueError(mode)
     return result

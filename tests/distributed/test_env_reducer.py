@@ -101,14 +101,16 @@ def test_sharded_step_refuses_stateful_layers():
         dist.ShardedStep(model, losses.SoftmaxCrossEntropy(), dist.MPIReducer(dist.LocalCommunicator()))
 
 
-def test_abort_on_error_names_the_rank_and_passes_agreed_errors(capsys):
+def test_abort_on_error_names_the_rank_and_passes_agreed_errors(capfd):
     comm = dist.LocalCommunicator(1, 2)
     with pytest.raises(SystemExit) as info, dist.abort_on_error(comm):
         raise OSError("no space left")
     assert info.value.code == 1
-    assert "rank 1 of 2 failed" in capsys.readouterr().err
+    assert "rank 1 of 2 failed" in capfd.readouterr().err  # the process's own stderr (fd 2)
     with pytest.raises(dist.RankFailure), dist.abort_on_error(comm):
         raise dist.RankFailure("agreed", 0)
+    with pytest.raises(ValueError, match="rejected on every rank"), dist.abort_on_error(comm):
+        raise dist.agreed(ValueError("rejected on every rank"))
     with pytest.raises(OSError):  # one process: nothing to end, the error propagates
         with dist.abort_on_error(dist.LocalCommunicator()):
             raise OSError("x")

@@ -87,7 +87,7 @@ def test_broadcasts_from_rank_zero_and_validation_sums_over_ranks():
         r = res[f"bcast:{kind}"]
         assert r["same"] and r["gen_same"] and r["lr_same"] and r["steps"] == 2 and r["n_slots"] > 0, r
         e = res[f"eval:{kind}"]
-        assert e["loss"] < 1e-12 and e["accuracy"] < 1e-12, (kind, e)
+        assert e["loss"] < 1e-12 and e["accuracy"] < 1e-12 and e["top2"] < 1e-12 and e["per_class"], (kind, e)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 import time
+import warnings
 
 from ..tasks import DataOptions
 from ..training.callbacks import Callback
@@ -52,3 +56,35 @@ def data_options(args, **override) -> DataOptions:
     fields = {k: getattr(args, k) for k in DataOptions.__dataclass_fields__ if getattr(args, k, None) is not None}
     fields.update(override)
     return DataOptions(**fields)
+
+
+def run_distributed(command, args) -> int:
+    """``command(args)`` under ``mpiexec -n K`` (K > 1; otherwise just ``command(args)``).
+
+    ``args.distributed`` gets the communicator (``fit`` uses it). Ranks other than 0 print
+    nothing (stdout, stderr and warnings silenced) and the command writes files only on rank
+    0. An error on one rank prints that rank's traceback on its own stderr and ends every rank
+    (``handgrad.distributed.abort_on_error``, exit 1); errors all ranks raise together (a
+    failed step, a rejected checkpoint) are printed once, by rank 0."""
+    from .. import distributed as dist
+
+    comm, _ = dist.resolve("auto", where="handgrad train")
+    if comm is None:
+        return command(args)
+    args.distributed = comm
+    with contextlib.ExitStack() as stack:
+        if not comm.is_root:
+            quiet = stack.enter_context(open(os.devnull, "w"))
+            stack.enter_context(contextlib.redirect_stdout(quiet))
+            stack.enter_context(contextlib.redirect_stderr(quiet))
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
+        try:
+            with dist.abort_on_error(comm):
+                return command(args)
+        except dist.RankFailure as exc:
+            print(f"handgrad: error: {exc}", file=sys.stderr)
+            return 1
+        except (FileNotFoundError, ValueError, TypeError) as exc:  # raised by every rank (agreed)
+            print(f"handgrad: error: {exc}", file=sys.stderr)
+            return 2

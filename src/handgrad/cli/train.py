@@ -14,7 +14,7 @@ from ..gradcheck import gradcheck
 from ..serialization import load, read_metadata, save
 from ..training import TrainingDiverged, TrainingInterrupted, evaluate, fit
 from ..training import callbacks as cb
-from .common import EpochPrinter, data_options
+from .common import EpochPrinter, data_options, run_distributed
 
 #: the fraction of the training set ``train`` and ``demo`` hold out for validation by default
 VAL_SPLIT = 0.1
@@ -83,6 +83,9 @@ def _restore_run_options(args) -> None:
 
 
 def train_run(args, *, title: str = "") -> int:
+    # under mpiexec (cli.common.run_distributed): every rank trains, rank 0 alone writes files
+    distributed = getattr(args, "distributed", None)
+    root = distributed is None or distributed.is_root
     resuming = bool(getattr(args, "resume", None))
     if resuming:
         _restore_run_options(args)
@@ -113,8 +116,9 @@ def train_run(args, *, title: str = "") -> int:
     if args.early_stopping and val is not None:
         callbacks.append(cb.EarlyStopping("val_accuracy" if classes else "val_loss", patience=args.early_stopping,
                                           restore_best_weights=True))
-    os.makedirs(args.out, exist_ok=True)
-    if not resuming:
+    if root:
+        os.makedirs(args.out, exist_ok=True)
+    if root and not resuming:
         run_options = {k: _jsonable(getattr(args, k, None)) for k in RUN_OPTIONS}
         atomic_write_bytes(os.path.join(args.out, "run.json"), json.dumps(run_options, indent=2).encode())
 
@@ -143,7 +147,7 @@ def train_run(args, *, title: str = "") -> int:
                    callbacks=callbacks, seed=args.seed, augment=augment, checkpoint_dir=ckpt_dir,
                    checkpoint_every=getattr(args, "checkpoint_every", 0) or 0,
                    resume_from=ckpt_dir if resuming else None, workers=getattr(args, "workers", 1) or 1,
-                   **task.fit_options)
+                   distributed=distributed if distributed is not None else "auto", **task.fit_options)
     except TrainingInterrupted as exc:
         print(f"\n{exc}\nto continue: handgrad train --resume {args.out}")
         return 130
@@ -151,6 +155,8 @@ def train_run(args, *, title: str = "") -> int:
         print(f"\n{exc}")
         return 3
     seconds = time.perf_counter() - t0
+    if not root:  # the model is rank 0's (the same on every rank): it reports and writes
+        return 0
     report = task.report(model, loss, (xte, yte), extra)  # the one look at the test set
     model_path = os.path.join(args.out, "model.safetensors")
     meta = {"preset": preset.name, "task": preset.task, "loss": type(loss).__name__,
@@ -182,7 +188,7 @@ def cmd_train(args) -> int:
         raise ValueError("train: name a preset, or --resume RUN_DIR")
     if args.out is None:
         args.out = os.path.join("runs", args.preset or "run")
-    return train_run(args)
+    return run_distributed(train_run, args)
 
 
 def cmd_demo(args) -> int:
@@ -328,7 +334,8 @@ def add_commands(sub, data_args) -> None:
     tr.add_argument("--text", help="charlm: text file (default /usr/share/dict/words)")
     tr.add_argument("--max-chars", type=int, help="charlm: read at most this many characters")
     tr.add_argument("--workers", type=int, default=1,
-                    help="split each batch over this many threads (data-parallel; e.g. 2 on a 2-core CPU)")
+                    help="split each batch over this many threads (data-parallel; e.g. 2 on a 2-core CPU); "
+                         "under `mpiexec -n K` the threads of each rank split its shard (docs/distributed.md)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="output folder (default: runs/PRESET)")
     tr.set_defaults(func=cmd_train)

@@ -9,8 +9,9 @@ rank 0 printing and writing files. Needs the ``dist`` extra (``pip install 'hand
 Modules: ``env`` (launcher detection), ``settings`` (``Distributed``, ``resolve``), ``comm``
 (communicators), ``sharding`` (rows and weights, row-sharded generators), ``buffers``
 (flattened gradient buffer, broadcasts), ``reducer`` (the collectives ``fit`` calls, failure
-agreement), ``step`` (the sharded step), ``faults`` (abort on a one-rank error), ``evaluation``
-(validation sums over ranks).
+agreement), ``step`` (the sharded step), ``faults`` (abort on a one-rank error), ``run``
+(what ``fit`` does on K processes: the order of the pieces above). Validation and metrics are
+summed over ranks by ``handgrad.training``'s own ``MetricAccumulator`` through the reducer.
 """
 from .buffers import (
                       GradientBuffer,
@@ -21,9 +22,9 @@ from .buffers import (
 )
 from .comm import Communicator, LocalCommunicator, MPICommunicator
 from .env import INSTALL_HINT, LauncherWorld, import_mpi, launcher_world
-from .evaluation import evaluate_sharded
-from .faults import abort_on_error, install_excepthook
+from .faults import abort_on_error, agreed, install_excepthook
 from .reducer import MPIReducer, RankFailure
+from .run import DistributedRun, augment_mode
 from .settings import Distributed, resolve
 from .sharding import (
                       RowShardGenerator,
@@ -38,6 +39,7 @@ __all__ = [
                       "INSTALL_HINT",
                       "Communicator",
                       "Distributed",
+                      "DistributedRun",
                       "GradientBuffer",
                       "LauncherWorld",
                       "LocalCommunicator",
@@ -47,12 +49,13 @@ __all__ = [
                       "RowShardGenerator",
                       "ShardedStep",
                       "abort_on_error",
+                      "agreed",
+                      "augment_mode",
                       "broadcast_generators",
                       "broadcast_json",
                       "broadcast_optimizer",
                       "broadcast_parameters",
                       "counted_items",
-                      "evaluate_sharded",
                       "import_mpi",
                       "install_excepthook",
                       "install_row_sharding",

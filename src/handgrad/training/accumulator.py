@@ -80,6 +80,21 @@ class MetricAccumulator:
         self.loss, self.seen, self.items = state["loss"], state["seen"], state["items"]
         self.correct.update(state["correct"])
 
+    def _per_class(self) -> list[float]:
+        """Accuracy per true class from the confusion matrix, summed over processes when there
+        are several (the class count agreed first: a process may have seen no batch)."""
+        if getattr(self.reducer, "size", 1) == 1:
+            return M.per_class_accuracy(numpy.concatenate(self._outputs), numpy.concatenate(self._labels))
+        width = self._outputs[0].shape[-1] if self._outputs else 0
+        agreed = self.reducer.sums({"width": width, "with": 1 if self._outputs else 0})
+        k = agreed["width"] // max(1, agreed["with"])
+        cm = (M.confusion_matrix(numpy.concatenate(self._outputs), numpy.concatenate(self._labels), k)
+              if self._outputs else numpy.zeros((k, k), dtype=numpy.int64))
+        flat = self.reducer.sums({f"{i:08d}": int(v) for i, v in enumerate(cm.ravel())})
+        cm = numpy.array([flat[f"{i:08d}"] for i in range(k * k)], dtype=numpy.int64).reshape(k, k)
+        totals = cm.sum(axis=1)
+        return [float(cm[i, i] / totals[i]) if totals[i] else float("nan") for i in range(k)]
+
     def result(self, prefix: str = "") -> dict:
         """``{prefix + "loss": mean loss, prefix + metric: value, ...}`` over everything added."""
         total = self.state_dict()
@@ -88,8 +103,7 @@ class MetricAccumulator:
             return out
         for k in self.names:
             if k == "per_class_accuracy":
-                out[prefix + k] = M.per_class_accuracy(numpy.concatenate(self._outputs),
-                                                       numpy.concatenate(self._labels))
+                out[prefix + k] = self._per_class()
             else:
                 out[prefix + k] = total["correct"][k] / max(1, total["items"])
         return out

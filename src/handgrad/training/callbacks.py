@@ -16,6 +16,10 @@ from .._checks import check_int
 
 class Callback:
     model: Any = None
+    #: False on the processes of a K-process ``fit`` other than rank 0: callbacks that write
+    #: files (``ModelCheckpoint``) write only where it is True; every callback still sees the
+    #: same logs on every rank (so ``EarlyStopping`` stops all ranks at the same epoch)
+    is_root: bool = True
 
     def set_model(self, model) -> None:
         self.model = model
@@ -150,7 +154,8 @@ class ModelCheckpoint(Callback):
                 return
             self.best = value
         path = self.path.format(epoch=epoch + 1, **{k: v for k, v in logs.items() if isinstance(v, (int, float))})
-        save(self.model, path)
+        if self.is_root:
+            save(self.model, path)
         self.saved.append(path)
 
 
@@ -175,12 +180,13 @@ class LambdaCallback(Callback):
 
 
 class CallbackList:
-    def __init__(self, callbacks, model) -> None:
+    def __init__(self, callbacks, model, is_root: bool = True) -> None:
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: expected callbacks to be Callback instances, got {type(cb).__name__}")
             cb.set_model(model)
+            cb.is_root = is_root
 
     def __getattr__(self, hook):
         if not hook.startswith("on_"):

@@ -265,6 +265,8 @@ class Checkpointer:
         self.folder, self.every, self.keep = folder, every, keep
         self.model, self.optimizer, self.run, self.reducer = model, optimizer, run, reducer
         self.extra_tensors, self.load_extra = extra_tensors, load_extra
+        #: the run state (JSON-ready) of the checkpoint ``resume`` loaded, for other processes
+        self.resumed_state: dict | None = None
 
     def write(self) -> str | None:
         if not self.folder:
@@ -290,4 +292,5 @@ class Checkpointer:
         if self.load_extra is not None:
             self.load_extra({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
         self.run.load_state_dict(state, where)
+        self.resumed_state = state
         return path

@@ -20,7 +20,10 @@ def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
     Returns ``{"loss": float, "accuracy": float, ...}``; accuracy-type metrics are reported
     only when ``y`` holds classes (integer labels or one-hot rows). Stateful recurrent layers
     neither use nor carry a state here (``Sequential.stateless``). ``reducer``: see
-    ``handgrad.training.reducer`` (the sums over the batches are summed over processes).
+    ``handgrad.training.reducer``: with K processes (``reducer.size``), process r evaluates the
+    r-th contiguous run of whole batches (the same batches as one process) and the sums are
+    added over processes, so every process gets one process's result up to the order of the
+    additions; a collective (every process calls it).
     """
     where = "evaluate"
     batch_size = check_positive_int(batch_size, where, "batch_size")
@@ -29,11 +32,23 @@ def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
     labels = class_labels(y)
     sums = MetricAccumulator(names, labels is not None, check_reducer(reducer, where))
     xp, dtype = model.xp, model.dtype
+    size = getattr(sums.reducer, "size", 1)
+    first, last = 0, -(-x.shape[0] // batch_size)
+    if size > 1:  # this process's run of whole batches (the batches decide the loss weighting)
+        first, last = _batch_run(last, sums.reducer.rank, size)
     with model.stateless():
-        for s in range(0, x.shape[0], batch_size):
+        for s in range(first * batch_size, min(x.shape[0], last * batch_size), batch_size):
             xb = backend.asarray(x[s:s + batch_size], dtype=dtype, xp=xp)
             yb = backend.asarray(y[s:s + batch_size], xp=xp)
             out = model.forward(xb, training=False)
             lb = None if labels is None else backend.asarray(labels[s:s + batch_size], xp=xp)
             sums.add(loss.forward(out, yb), [out], [(0, xb.shape[0])], lb)
     return sums.result()
+
+
+def _batch_run(n_batches: int, rank: int, size: int) -> tuple[int, int]:
+    """Batches ``[first, last)`` of process ``rank`` of ``size``: contiguous, sizes differing by
+    at most one (``handgrad.distributed.sharding.shard_bounds``)."""
+    base, extra = divmod(n_batches, size)
+    first = rank * base + min(rank, extra)
+    return first, first + base + (1 if rank < extra else 0)

@@ -32,8 +32,9 @@ class NonFiniteGuard:
     ``"skip"`` (counted in ``run.skipped``) or ``"stop"`` (``model.stop_training`` set, warned);
     with ``policy="raise"`` it raises ``TrainingDiverged`` instead."""
 
-    def __init__(self, model, optimizer, policy: str, run) -> None:
+    def __init__(self, model, optimizer, policy: str, run, warn: bool = True) -> None:
         self.model, self.optimizer, self.policy, self.run = model, optimizer, policy, run
+        self.warn = warn  # False on the processes that do not print (rank != 0)
         self.good_weights = None
 
     def remember(self) -> None:
@@ -60,7 +61,8 @@ class NonFiniteGuard:
             self.run.skipped += 1
             return "skip"
         if self.policy == "stop":
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            if self.warn:
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
             self.model.stop_training = True
             return "stop"
         raise TrainingDiverged(message, self.run.history)

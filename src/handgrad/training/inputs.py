@@ -85,6 +85,9 @@ class TrainingData:
         self.batch_size, self.shuffle = batch_size, shuffle
         self.steps = -(-self.n // batch_size)
         self.augment, self.augment_rng = augment, augment_rng
+        #: under several processes with row-sharded augmentation: ``shard(n) -> (a, b)``, this
+        #: process's rows of a batch of n (``handgrad.distributed.run``); None: augment all rows
+        self.shard = None
 
     def order(self, rng: numpy.random.Generator) -> numpy.ndarray:
         """This epoch's sample order: a fresh random permutation (``003`` §2), or 0..N−1."""
@@ -99,7 +102,16 @@ class TrainingData:
         expansion) when an ``augment`` was given."""
         xb = self.x[idx]
         if self.augment is not None:
-            xb = self.augment(xb, self.augment_rng)
+            if self.shard is None:
+                xb = self.augment(xb, self.augment_rng)
+            else:  # only this process's rows, with the global batch's draws (rows a:b)
+                a, b = self.shard(len(idx))
+                if b > a:
+                    self.augment_rng.set_view(len(idx), a, b)
+                    try:
+                        xb[a:b] = self.augment(xb[a:b], self.augment_rng)
+                    finally:
+                        self.augment_rng.view = None
         return backend.asarray(xb, dtype=self.dtype, xp=self.xp), backend.asarray(self.y[idx], xp=self.xp)
 
     def batch_labels(self, idx: numpy.ndarray):

@@ -21,6 +21,7 @@ its file:
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 from ..losses import Loss
@@ -30,9 +31,10 @@ from .callbacks import Callback, CallbackList, History
 from .checkpoint import Checkpointer
 from .config import FitConfig
 from .evaluation import evaluate
+from .faults import TrainingDiverged, TrainingInterrupted
 from .guards import InterruptGuard, NonFiniteGuard
 from .inputs import TrainingData, as_numpy_data, check_validation_data, split_validation
-from .reducer import check_reducer
+from .reducer import LOCAL, check_reducer
 from .state import RandomStreams, RunState
 from .step import make_step
 
@@ -43,7 +45,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         progress_bar: bool | None = None, augment: Callable | None = None,
         checkpoint_dir: str | None = None, checkpoint_every: int = 0, keep_checkpoints: int = 3,
         resume_from: str | None = None, on_nonfinite: str = "raise",
-        handle_signals: bool = True, workers: int = 1, reducer=None) -> History:
+        handle_signals: bool = True, workers: int = 1, reducer=None, distributed="auto") -> History:
     """Train ``model`` by mini-batch gradient descent and return its ``History``.
 
     Each epoch shuffles the training set (seeded), splits it into mini-batches, and for each
@@ -83,6 +85,15 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     mini-batch gradient up to the order of floating-point additions, faster on a multi-core CPU.
     ``reducer`` (default: one process) combines gradients and sums across processes and says
     which process writes and prints (``handgrad.training.reducer``).
+
+    Several processes (``DESIGN.md``, "Scale-out"): under ``mpiexec -n K`` (``distributed="auto"``,
+    the default: MPI only when the launcher started more than one process; ``False``: never;
+    ``True``, a ``handgrad.distributed.Distributed(...)`` or a communicator: that one) every
+    rank runs ``fit`` with the same arguments; ``batch_size`` is the **global** batch, rank r
+    computes its shard of every batch, and the result equals one process with the same seed,
+    dropout and augmentation included, to float rounding. Only rank 0 writes checkpoints,
+    shows progress and runs ``ModelCheckpoint``; every rank returns the same History. See
+    ``handgrad.distributed.run`` and ``docs/distributed.md``.
     """
     cfg = FitConfig.from_fit_args(
         loss, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
@@ -90,18 +101,25 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         augment=augment, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, resume_from=resume_from, on_nonfinite=on_nonfinite,
         handle_signals=handle_signals, workers=workers)
-    reducer = check_reducer(reducer)
+    reducer, par = _reducer(reducer, distributed)                    # par: None for one process
     streams = RandomStreams(cfg.seed)
-    train, val = _datasets(model, x, y, validation_data, cfg, streams)
-    history = History()
-    cbs = CallbackList([history, *callbacks], model)
-    with make_step(model, loss, cfg.workers, reducer) as step:
+    with _fenced(par), make_step(model, loss, cfg.workers, reducer) as step:
+        train, val = _datasets(model, x, y, validation_data, cfg, streams)
+        history = History()
+        cbs = CallbackList([history, *callbacks], model, reducer.is_root)
         run = RunState(cfg.identity(train.n), streams, step.models,
                        MetricAccumulator(cfg.metrics, train.labels is not None, reducer), history)
         saver = Checkpointer(cfg.checkpoint_dir, cfg.checkpoint_every, cfg.keep_checkpoints, model, optimizer,
                              run, reducer)
-        guard = NonFiniteGuard(model, optimizer, cfg.on_nonfinite, run)
-        if cfg.resume_from is not None:
+        guard = NonFiniteGuard(model, optimizer, cfg.on_nonfinite, run, warn=reducer.is_root)
+        if par is not None:                                            # this rank's shard of every batch
+            par.check_same_run(run.identity, train, val)
+            par.shard_augmentation(train)
+            step = par.sharded_step(step, model, loss, cfg.workers)
+            if cfg.resume_from is not None:
+                par.resume(saver, cfg.resume_from)
+            par.broadcast_state(model, optimizer, run)
+        elif cfg.resume_from is not None:
             saver.resume(cfg.resume_from)
         model.stop_training = False
         train.check_labels(model)
@@ -116,6 +134,8 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                         idx = train.indices(order, b)                     # the b-th mini-batch
                         xb, yb = train.batch(idx)
                         cbs.on_batch_begin(b, {})
+                        if par is not None:
+                            par.at(epoch, b)
                         value, outputs, spans = step(xb, yb)             # forward, loss, backward
                         run.advance(b)
                         verdict = guard.verdict(value, epoch, b)          # NaN/Inf: no update
@@ -149,6 +169,29 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
                 if model.stop_training:
                     break
     return history
+
+
+def _reducer(reducer, distributed):
+    """``(reducer, DistributedRun or None)`` for ``fit``'s ``reducer`` and ``distributed``."""
+    reducer = check_reducer(reducer)
+    if distributed is False or (reducer is not LOCAL and (distributed is None or distributed == "auto")):
+        return reducer, None
+    from .. import distributed as dist
+
+    comm, settings = dist.resolve(distributed)  # None/"auto": MPI only under a launcher with K > 1
+    if comm is None:
+        return reducer, None
+    if reducer is not LOCAL:
+        raise ValueError("fit: give reducer= or distributed=, not both (distributed builds its own reducer)")
+    par = dist.DistributedRun(comm, settings)
+    return par.reducer, par
+
+
+def _fenced(par):
+    """The error fence of a K-process run (``DistributedRun.fence``); nothing for one process."""
+    if par is None:
+        return contextlib.nullcontext()
+    return par.fence((TrainingDiverged, TrainingInterrupted))
 
 
 def _datasets(model, x, y, validation_data, cfg: FitConfig, streams: RandomStreams):

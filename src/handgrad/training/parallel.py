@@ -22,8 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from .. import backend, init
-from ..layers.base import REGISTRY
+from .. import backend
 from ..model import Sequential
 from .reducer import LOCAL
 
@@ -41,8 +40,7 @@ def replica(model: Sequential) -> Sequential:
     and gradients."""
     layers = []
     for layer in model.layers:
-        with init.deferred():
-            twin = REGISTRY[type(layer).__name__](**layer.get_config())
+        twin = type(layer).from_config(layer.get_config(), deferred=True)
         twin.params = layer.params          # shared: the optimizer's in-place updates reach both
         twin.trainable = layer.trainable
         twin.grads = {k: backend.array_module(p).zeros(p.shape, dtype=p.dtype) for k, p in layer.params.items()}
