@@ -14,8 +14,10 @@ inside the gradient Allreduce, and the fitted model
 (the bandwidth-optimal ring: a reduce-scatter and an allgather of K−1 steps each), used to
 predict the communication time of one step for K hosts. With more ranks than cores (4 ranks
 on a 2-core machine) the ranks oversubscribe the CPU: that row measures contention, not
-scaling. The step is driven directly by ``handgrad.distributed`` (forward, backward,
-Allreduce, optimizer step), not through ``fit``.
+scaling. Every row runs the real ``hg.fit`` (one rank: ``distributed=False``, the plain
+single-process path) for one epoch of 3 warm-up and ``--steps`` timed global batches; a
+callback times each step from batch begin to batch end (the sharded forward/backward, the
+gradient and loss Allreduce, the update, the metric sums, the agreed signal flag).
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ import time
 
 import numpy as np
 
+import handgrad as hg
+
 SIZES = [2 ** k for k in range(8, 23, 2)]  # Allreduce payloads, bytes: 256 B … 4 MiB
 
 
@@ -41,53 +45,64 @@ def build(name: str):
     return presets.mlp(hidden=(256, 128), seed=0), (784,)
 
 
+class StepTimer(hg.Callback):
+    """A ``fit`` callback timing the steps after ``warmup`` (batch begin → batch end: the
+    sharded forward and backward, the Allreduces, the update, the metric sums and the agreed
+    signal flag — the whole step of ``fit``), and resetting the communicator's counters there."""
+
+    def __init__(self, warmup: int, comm) -> None:
+        self.warmup, self.comm, self.seen, self.seconds, self.t = warmup, comm, 0, 0.0, 0.0
+
+    def on_batch_begin(self, batch, logs=None):
+        if self.seen == self.warmup and self.comm is not None:
+            self.comm.stats.reset()
+        self.t = time.perf_counter()
+
+    def on_batch_end(self, batch, logs=None):
+        if self.seen >= self.warmup:
+            self.seconds += time.perf_counter() - self.t
+        self.seen += 1
+
+
 def child(args) -> None:
-    """One rank: time ``args.steps`` sharded steps and the Allreduce of several sizes."""
+    """One rank: ``hg.fit`` for one epoch of ``3 + args.steps`` global batches (3 warm-up
+    steps), then the Allreduce of several sizes."""
     from threadpoolctl import threadpool_limits
 
-    import handgrad as hg
     from handgrad import distributed as dist
     from handgrad import losses
 
     threadpool_limits(args.blas_threads)
-    comm = dist.MPICommunicator() if args.mpi else dist.LocalCommunicator()
+    comm = dist.MPICommunicator() if args.mpi else None
     model, shape = build(args.model)
-    loss = losses.SoftmaxCrossEntropy()
     opt = hg.optim.SGD(model, lr=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch, *shape)).astype(np.float32)
-    y = rng.integers(0, 10, args.batch)
-    reducer = dist.MPIReducer(comm)
-    dist.broadcast_parameters(comm, model)
-    step = dist.ShardedStep(model, loss, reducer, generators=dist.install_row_sharding([model]))
-    for _ in range(3):  # warm-up
-        step(x, y)
-        opt.step()
-    if comm.size > 1:
-        comm.barrier()
-    comm.stats.reset()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step(x, y)
-        opt.step()
-    seconds = time.perf_counter() - t0
-    comm_s, nbytes = comm.stats.seconds / args.steps, comm.stats.bytes / args.steps
+    n = (3 + args.steps) * args.batch
+    x = rng.standard_normal((n, *shape)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    timer = StepTimer(3, comm)
+    hg.fit(model, losses.SoftmaxCrossEntropy(), opt, x, y, epochs=1, batch_size=args.batch, callbacks=[timer],
+           progress_bar=False, distributed=dist.Distributed(comm=comm) if comm is not None else False)
+    size = comm.size if comm is not None else 1
+    comm_s = comm.stats.seconds / args.steps if comm is not None else 0.0
+    nbytes = comm.stats.bytes / args.steps if comm is not None else 0
     times = []
-    for size in SIZES:
-        buf = np.zeros(size // 4, dtype=np.float32)
+    for nb in SIZES:
+        buf = np.zeros(nb // 4, dtype=np.float32)
         reps = 20
-        if comm.size > 1:
+        if size > 1:
             comm.barrier()
         t = time.perf_counter()
         for _ in range(reps):
-            comm.allreduce_sum(buf)
+            if size > 1:
+                comm.allreduce_sum(buf)
         times.append((time.perf_counter() - t) / reps)
     # the slowest rank sets the pace: report maxima over ranks
-    v = np.array([seconds, comm_s, *times], dtype=np.float64)
-    if comm.size > 1:
+    v = np.array([timer.seconds, comm_s, *times], dtype=np.float64)
+    if size > 1:
         comm.allreduce_max(v)
-    if comm.rank == 0:
-        print("RESULT " + json.dumps({"ranks": comm.size, "blas_threads": args.blas_threads,
+    if comm is None or comm.rank == 0:
+        print("RESULT " + json.dumps({"ranks": size, "blas_threads": args.blas_threads,
                                       "step_s": v[0] / args.steps, "comm_s": v[1], "bytes": nbytes,
                                       "params": model.num_params, "allreduce": dict(zip(SIZES, v[2:].tolist()))}),
               flush=True)
@@ -140,7 +155,9 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         return child(args)
-    mpiexec = shutil.which("mpiexec") or os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    # the mpich wheel's mpiexec lies next to the interpreter; else a system MPI's on PATH
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    mpiexec = here if os.access(here, os.X_OK) else shutil.which("mpiexec")
     me = [sys.executable, os.path.abspath(__file__), "--child", "--model", args.model, "--batch", str(args.batch),
           "--steps", str(args.steps)]
     rows = []
@@ -150,24 +167,34 @@ def main() -> None:
         rows.append(launch([mpiexec, "-n", str(k)] + me + ["--mpi"], args.timeout) if k > 1
                     else launch(me, args.timeout))
     one = next((r for r in rows if r["ranks"] == 1 and r["blas_threads"] == 1), rows[0])
-    cores = os.cpu_count()
-    print(f"{args.model}: {one['params']} parameters, global batch {args.batch}, {args.steps} steps, {cores} cores")
+    cores = os.cpu_count() or 1
+    print(f"{args.model}: {one['params']} parameters, global batch {args.batch}, {args.steps} timed steps of hg.fit, "
+          f"{cores} cores")
     print(f"{'ranks':>5} {'BLAS':>4} {'samples/s':>10} {'vs 1 rank':>9} {'comm share':>10} {'bytes/step':>10}")
     for r in rows:
-        note = "  (oversubscribed)" if r["ranks"] > (cores or 1) else ""
+        note = f"  (oversubscribed: {r['ranks']} ranks on {cores} cores)" if r["ranks"] > cores else ""
         print(f"{r['ranks']:>5} {r['blas_threads']:>4} {args.batch / r['step_s']:>10.0f} "
               f"{one['step_s'] / r['step_s']:>9.2f} {r['comm_s'] / r['step_s']:>10.1%} "
               f"{r['bytes'] if r['ranks'] > 1 else 0:>10.0f}{note}")
-    print("comm share: time inside the gradient and loss Allreduce over the step time, waiting for the "
-          "slowest rank included")
+    print("comm share: time inside the gradient and loss Allreduce (Allreduce SUM calls) over the step time, "
+          "waiting for the slowest rank included; the signal flag's 4-byte Allreduce MAX is not counted")
+    two = next((r for r in rows if r["ranks"] == 2), None)
+    threads = next((r for r in rows if r["ranks"] == 1 and r["blas_threads"] > 1), None)
+    if two and threads:
+        print(f"2 ranks x 1 BLAS thread vs 1 process x {threads['blas_threads']} BLAS threads: "
+              f"{threads['step_s'] / two['step_s']:.2f}x the throughput (same run)")
     fitted = fit_ring(rows)
     if fitted:
         lat, bw = fitted
-        print(f"ring model fitted on {len(SIZES)} sizes: latency {lat * 1e6:.1f} us, bandwidth {bw / 1e9:.2f} GB/s")
-        b = one["bytes"] or 4 * one["params"]
+        print(f"ring model t = 2(K-1)/K * B / bw + 2(K-1) * lat, fitted on {len(SIZES)} sizes x the rank counts: "
+              f"lat {lat * 1e6:.1f} us, bw {bw / 1e9:.2f} GB/s (shared memory here, not a network)")
+        b = next((r["bytes"] / 2 for r in rows if r["ranks"] > 1), 4 * one["params"])  # one of the 2 per step
+        step = one["step_s"]
         for k in (2, 8, 32, 128):
-            print(f"  K={k:>3}: predicted Allreduce of {b / 1e6:.2f} MB per step = "
-                  f"{(2 * (k - 1) / k * b / bw + 2 * (k - 1) * lat) * 1e3:.2f} ms")
+            t = 2 * (k - 1) / k * b / bw + 2 * (k - 1) * lat
+            print(f"  K={k:>3}: predicted Allreduce of {b / 1e6:.3f} MB per step = {t * 1e3:.3f} ms; "
+                  f"with the global batch split K ways the compute is {step / k * 1e3:.2f} ms, so comm share "
+                  f"{t / (t + step / k):.0%}")
 
 
 if __name__ == "__main__":
