@@ -7,13 +7,13 @@ alone. As for every preset (``003`` §4): a seeded ``--val-split`` of the traini
 out for monitoring and choosing, and the test set is evaluated once, after training.
 
 - ``rbm``: one RBM 784–H (``--hidden``, default 500) trained by CD-k / PCD-k (``-k``,
-  ``--persistent``) for ``--epochs`` (default 10) with SGD (``--lr`` 0.1, 0.01 for PCD, momentum 0.5 → 0.9,
-  ``--weight-decay`` 0.0002 on W).
+  ``--persistent``) for ``--epochs`` (default 10) with SGD (``--lr`` 0.1, 0.01 for PCD;
+  momentum 0.5 → 0.9, ``--weight-decay`` 0.0002 on W).
 - ``autoencoder``: 784–1000–500–250–``--code-size`` (``--hidden`` sets the middle widths);
   greedy pretraining for ``--pretrain-epochs`` per RBM (skipped with ``--no-pretrain``: the same
   network from random initialisation), ``unroll``, then fine-tuning with ``hg.fit`` for
-  ``--epochs`` (``--finetune-loss`` bce or mse, ``--optimizer`` adam, ``--lr`` 0.001, cosine
-  decay). PCA with as many components as the code is fitted on the same training split and
+  ``--epochs`` (default 15; ``--finetune-loss`` bce or mse, ``--optimizer`` adam, ``--lr``
+  0.001, batch 128, cosine decay). PCA with as many components as the code is fitted on the same training split and
   reported beside it.
 
 Each run writes into ``--out``: ``model.safetensors``, ``history.json``, ``curves.png``,
@@ -47,7 +47,7 @@ _OPTIONS = ("preset", "data", "subset", "hidden", "code_size", "pretrain_epochs"
             "persistent", "k", "finetune_loss", "optimizer", "lr", "momentum", "weight_decay", "epochs",
             "batch_size", "val_split", "seed")
 DEFAULTS = {"rbm": {"hidden": (500,), "epochs": 10, "batch_size": 100, "lr": None, "weight_decay": 2e-4},
-            "autoencoder": {"hidden": (1000, 500, 250), "epochs": 30, "batch_size": 128, "lr": 1e-3,
+            "autoencoder": {"hidden": (1000, 500, 250), "epochs": 15, "batch_size": 128, "lr": 1e-3,
                             "weight_decay": 0.0, "optimizer": "adam"}}
 
 
