@@ -8,7 +8,8 @@ it builds one ``DistributedRun`` and calls it at these points of the loop, in th
    the rank's traceback and ends every rank (``faults.abort_on_error``); errors every rank
    raises at the same point (``RankFailure``, divergence, interruption, a rejected resume)
    pass through to the caller on every rank.
-2. ``check_same_run(cfg, train, val)`` — the ranks compare the run's identity (epochs, global
+2. ``agree(check)`` — the data checks run on every rank and, if one fails anywhere, raise on
+   every rank; ``check_same_run(identity, train, val)`` — the ranks compare the run's identity (epochs, global
    batch, seed, sample counts and shapes) with rank 0's and all raise ``ValueError`` if any
    differs (different data on different ranks would hang or train garbage).
 3. ``shard_augmentation(train)`` — in ``"rows"`` mode each rank augments only its rows of the
@@ -65,6 +66,20 @@ class DistributedRun:
     def at(self, epoch: int, batch: int) -> None:
         """Where the run is, for a failing rank's message."""
         self.reducer.where = f"epoch {epoch + 1}, batch {batch + 1}"
+
+    def agree(self, check):
+        """``check()``'s result; if it raises ``ValueError``/``TypeError`` on some rank, every
+        rank raises (that rank's error, or one pointing to it), marked :func:`agreed` — a data
+        check that fails on every rank is an ordinary error, not an abort, and one that fails
+        on some ranks only cannot leave the others waiting."""
+        try:
+            result, error = check(), None
+        except (ValueError, TypeError) as exc:
+            result, error = None, exc
+        if self.reducer.any(error is not None):
+            raise agreed(error if error is not None else
+                         ValueError(f"fit: another rank rejected its data or arguments (rank {self.rank} did not)"))
+        return result
 
     def check_same_run(self, identity: dict, train, val) -> None:
         mine = {"fit": identity, "x": list(train.x.shape), "y": list(train.y.shape),

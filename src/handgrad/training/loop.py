@@ -13,7 +13,8 @@ its file:
 ``checkpoint.py``   checkpoint files, ``Checkpointer`` (write every k steps / epoch, resume)
 ``guards.py``       the non-finite guard (with rollback) and the interrupt guard (signals)
 ``faults.py``       ``TrainingDiverged``, ``TrainingInterrupted``, the signal flag
-``reducer.py``      where several processes would meet (single process: the identity)
+``reducer.py``      where several processes would meet (single process: the identity);
+                    ``handgrad.distributed.run``: what a K-process run (``distributed=``) adds
 ``progress.py``     the progress bar (a terminal only)
 ``callbacks.py``    hooks on the logs, early stopping, model files per epoch
 ``evaluation.py``   ``evaluate``; ``crossval.py``: ``cross_validate`` (imports this module)
@@ -104,7 +105,10 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     reducer, par = _reducer(reducer, distributed)                    # par: None for one process
     streams = RandomStreams(cfg.seed)
     with _fenced(par), make_step(model, loss, cfg.workers, reducer) as step:
-        train, val = _datasets(model, x, y, validation_data, cfg, streams)
+        if par is None:
+            train, val = _datasets(model, x, y, validation_data, cfg, streams)
+        else:  # a data error on any rank raises on every rank
+            train, val = par.agree(lambda: _datasets(model, x, y, validation_data, cfg, streams))
         history = History()
         cbs = CallbackList([history, *callbacks], model, reducer.is_root)
         run = RunState(cfg.identity(train.n), streams, step.models,
@@ -122,7 +126,10 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         elif cfg.resume_from is not None:
             saver.resume(cfg.resume_from)
         model.stop_training = False
-        train.check_labels(model)
+        if par is None:
+            train.check_labels(model)
+        else:
+            par.agree(lambda: train.check_labels(model))
         show = reducer.is_root and (progress.enabled() if cfg.progress_bar is None else cfg.progress_bar)
         with run.training(cbs), InterruptGuard(cfg.handle_signals, saver, reducer) as signals:
             for epoch in range(run.epoch, cfg.epochs):
