@@ -14,7 +14,9 @@ the MLP with a custom augmenter (every rank augments the global batch), the CNN 
 a SIGINT on rank 0 at global step 4 (a checkpoint in ``OUT/ckpt-KIND``); ``resume:KIND:DTYPE``:
 continue it (the test runs it with another number of ranks). ``workers:KIND:DTYPE``: the fit
 with ``workers=2`` threads inside each rank. ``fail-step``: rank 1's forward
-raises at step 2; ``fail-callback``: rank 1's callback raises at the end of epoch 1.
+raises at step 2; ``fail-callback``: rank 1's callback raises at the end of epoch 1. ``mismatch`` / ``badlabel``:
+the last rank has one sample fewer / a label out of range; every rank raises ``ValueError``
+(rank 0 writes the message to ``OUT/NAME.txt``) and the job goes on.
 """
 from __future__ import annotations
 
@@ -112,6 +114,18 @@ def main() -> None:
                 if comm.rank == 1:
                     raise OSError("disk full on rank 1")
             run_job("mlp", "float64", callbacks=[hg.LambdaCallback(on_epoch_end=on_epoch_end)], distributed="auto")
+            continue
+        if name in ("mismatch", "badlabel"):  # one rank's data differs: every rank raises
+            model = build("mlp", "float64")
+            x, y = data("mlp", N)
+            if comm.rank == comm.size - 1:
+                x, y = (x[:-1], y[:-1]) if name == "mismatch" else (x, np.where(np.arange(N) == 3, 7, y))
+            try:
+                hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.1), x, y, batch_size=4)
+            except ValueError as exc:
+                if comm.rank == 0:
+                    with open(os.path.join(out, f"{name}.txt"), "w") as f:
+                        f.write(str(exc))
             continue
         kind, dtype = rest
         kw = {}

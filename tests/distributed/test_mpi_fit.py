@@ -102,7 +102,7 @@ def three_ranks(tmp_path_factory, two_ranks):
     """One launch at -n 3: the six fits, and the runs interrupted on 2 ranks resumed on 3."""
     out2, _ = two_ranks
     audit_dir = tmp_path_factory.mktemp("audit3")
-    jobs = fit_jobs(["resume:mlp:float64", "resume:lstm:float32"])
+    jobs = fit_jobs(["resume:mlp:float64", "resume:lstm:float32", "mismatch", "badlabel"])
     code, text, _ = launch(3, [os.path.join(HERE, "fit_worker.py"), str(out2), *jobs], audit_dir)
     assert code == 0, f"mpiexec -n 3 fit_worker.py failed (exit {code}):\n{text}\n" + rank_report(audit_dir, 0)[1]
     return out2, audit_dir
@@ -147,6 +147,15 @@ def test_threads_inside_each_rank(two_ranks):
     model = hg.load(os.path.join(out, "workers-mlp-float64.safetensors"))
     assert np.isfinite(weights(model)).all()
     assert rel(weights(model), weights(worker.build("mlp", "float64"))) > 1e-3  # it trained
+
+
+def test_a_data_error_on_one_rank_raises_on_every_rank(three_ranks):
+    # the job went on after both (exit 0): no abort, no hang, every rank raised ValueError
+    out, _ = three_ranks
+    with open(os.path.join(out, "mismatch.txt")) as f:
+        assert "the 3 ranks disagree about the run" in f.read()
+    with open(os.path.join(out, "badlabel.txt")) as f:
+        assert "another rank rejected its data" in f.read()  # rank 0's labels were fine
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
