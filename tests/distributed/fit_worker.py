@@ -88,6 +88,22 @@ def run_job(kind: str, dtype: str, distributed=False, callbacks=(), **kw):
     return model, hist
 
 
+def fail_step(rank: int) -> None:
+    """``fit`` where rank 1's first layer raises at its second forward (the first step's)."""
+    model = build("mlp", "float64")
+    forward, calls = model.layers[0].forward, []
+
+    def failing(x, training=False):
+        calls.append(1)
+        if rank == 1 and len(calls) == 2:  # the first is the label check's probe
+            raise ValueError("bad batch on rank 1")
+        return forward(x, training)
+
+    model.layers[0].forward = failing
+    x, y = data("mlp", N)
+    hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.1), x, y, epochs=2, batch_size=4)
+
+
 def main() -> None:
     from handgrad import distributed as dist
 
@@ -96,18 +112,7 @@ def main() -> None:
     for job in jobs:
         name, *rest = job.split(":")
         if name == "fail-step":
-            model = build("mlp", "float64")
-            boom = model.layers[0].forward
-            count = [0]
-
-            def forward(x, training=False):
-                count[0] += 1
-                if comm.rank == 1 and count[0] == 2:
-                    raise ValueError("bad batch on rank 1")
-                return boom(x, training)
-            model.layers[0].forward = forward
-            x, y = data("mlp", N)
-            hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.1), x, y, epochs=2, batch_size=4)
+            fail_step(comm.rank)
             continue
         if name == "fail-callback":
             def on_epoch_end(epoch, logs):

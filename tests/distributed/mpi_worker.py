@@ -116,7 +116,7 @@ def run(mode, kind, dtype, comm, reducer, options) -> dict:
         out = ref.forward(x[idx], training=True)
         ref_value = loss.forward(out, y[idx])
         ref.backward(loss.backward(), input_grad=False)
-        value, outs, spans = step(x[idx], y[idx])
+        value, _, spans = step(x[idx], y[idx])
         g = grads_of(model)
         result = {"rel": rel(g, grads_of(ref)), "value": abs(value - ref_value), "same": same_on_all_ranks(comm, g),
                   "spans": spans, "allreduce_calls": comm.stats.calls}

@@ -88,7 +88,7 @@ def test_sharded_step_on_one_rank_is_the_plain_step():
     ref.backward(loss.backward(), input_grad=False)
     step = dist.ShardedStep(model, loss, dist.MPIReducer(dist.LocalCommunicator()),
                             generators=dist.install_row_sharding([model]))
-    value, outs, spans = step(x, y)
+    value, _, spans = step(x, y)
     assert value == pytest.approx(want, rel=1e-15) and spans == [(0, 5)]
     for a, b in zip(ref.layers, model.layers):
         for k in a.grads:
@@ -111,9 +111,8 @@ def test_abort_on_error_names_the_rank_and_passes_agreed_errors(capfd):
         raise dist.RankFailure("agreed", 0)
     with pytest.raises(ValueError, match="rejected on every rank"), dist.abort_on_error(comm):
         raise dist.agreed(ValueError("rejected on every rank"))
-    with pytest.raises(OSError):  # one process: nothing to end, the error propagates
-        with dist.abort_on_error(dist.LocalCommunicator()):
-            raise OSError("x")
+    with pytest.raises(OSError), dist.abort_on_error(dist.LocalCommunicator()):  # one process: it propagates
+        raise OSError("x")
 
 
 def test_broadcasts_on_one_rank_keep_the_data():

@@ -127,7 +127,7 @@ def test_fit_on_k_ranks_equals_one_process_with_the_same_global_batch(ranks, sin
     for kind in KINDS:
         for dtype, tol in TOL.items():
             ref_model, ref_hist = single[kind, dtype]
-            check_job(out, f"fit:{kind}:{dtype}" if ranks == 2 else f"fit:{kind}:{dtype}", ref_model, ref_hist, tol)
+            check_job(out, f"fit:{kind}:{dtype}", ref_model, ref_hist, tol)
 
 
 def test_resume_on_three_ranks_of_a_run_interrupted_on_two_equals_the_uninterrupted_run(three_ranks, single):
@@ -160,7 +160,7 @@ def test_a_data_error_on_one_rank_raises_on_every_rank(three_ranks):
 
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_only_rank_zero_writes_and_prints(ranks, request):
-    out, audit_dir = request.getfixturevalue("two_ranks" if ranks == 2 else "three_ranks")
+    _, audit_dir = request.getfixturevalue("two_ranks" if ranks == 2 else "three_ranks")
     written0, _ = rank_report(audit_dir, 0)
     assert any(p.endswith("fit-mlp-float32.json") for p in written0), written0  # the audit sees writes
     assert any("ckpt-" in p for p in written0), written0
@@ -173,10 +173,10 @@ def test_only_rank_zero_writes_and_prints(ranks, request):
                                          ("fail-callback", "disk full on rank 1")])
 def test_a_failing_rank_ends_the_job_with_its_message(tmp_path, job, message):
     # a hang would exceed the 30 s bound: TimeoutExpired
-    code, out, _ = launch(2, [os.path.join(HERE, "fit_worker.py"), str(tmp_path), job], timeout=30)
-    assert code != 0 and message in out, out
+    code, text, _ = launch(2, [os.path.join(HERE, "fit_worker.py"), str(tmp_path), job], timeout=30)
+    assert code != 0 and message in text, text
     if job == "fail-callback":
-        assert "rank 1 of 2 failed; ending all ranks" in out, out
+        assert "rank 1 of 2 failed; ending all ranks" in text, text
 
 
 CLI = ["train", "mlp", "--subset", "--hidden", "8", "--epochs", "1", "--batch-size", "200", "--dropout", "0.2"]
@@ -189,7 +189,7 @@ def test_cli_under_mpiexec_reproduces_the_single_process_model_and_only_rank_zer
     audit_dir.mkdir()
     runner = os.path.join(HERE, "cli_worker.py")
     code, text, _ = launch(2, [runner, *CLI, "--out", str(tmp_path / "two")], audit_dir)
-    written0, printed0 = rank_report(audit_dir, 0)
+    _, printed0 = rank_report(audit_dir, 0)
     assert code == 0, text + printed0
     a = hg.load(str(tmp_path / "one" / "model.safetensors"))
     b = hg.load(str(tmp_path / "two" / "model.safetensors"))

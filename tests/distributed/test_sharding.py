@@ -3,6 +3,8 @@ communicator: K ranks simulated one after another in this process, their buffers
 here, compared with the single-process global batch in float64."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def flat_grads(model):
 def test_shard_bounds_cover_every_row_once_rank_zero_first(n, size):
     bounds = dist.shard_bounds(n, size)
     assert len(bounds) == size and bounds[0][0] == 0 and bounds[-1][1] == n
-    assert all(b0 == a1 for (_, b0), (a1, _) in zip(bounds[:-1], bounds[1:]))
+    assert all(b0 == a1 for (_, b0), (a1, _) in itertools.pairwise(bounds))
     sizes = [b - a for a, b in bounds]
     assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 

@@ -83,7 +83,7 @@ class MPIReducer:
         v = numpy.array([float(totals[k]) for k in keys], dtype=numpy.float64)
         if self.comm.size > 1:
             self.comm.allreduce_sum(v)
-        return {k: (int(round(x)) if isinstance(totals[k], (int, numpy.integer)) and not isinstance(totals[k], bool)
+        return {k: (round(x) if isinstance(totals[k], (int, numpy.integer)) and not isinstance(totals[k], bool)
                     else float(x)) for k, x in zip(keys, v)}
 
     def any(self, flag: bool) -> bool:

@@ -34,7 +34,12 @@ from __future__ import annotations
 
 import numpy
 
-from .buffers import broadcast_generators, broadcast_json, broadcast_optimizer, broadcast_parameters
+from .buffers import (
+    broadcast_generators,
+    broadcast_json,
+    broadcast_optimizer,
+    broadcast_parameters,
+)
 from .faults import abort_on_error, agreed
 from .reducer import MPIReducer
 from .sharding import RowShardGenerator, row_sharded, shard_bounds
