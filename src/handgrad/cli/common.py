@@ -68,7 +68,13 @@ def run_distributed(command, args) -> int:
     failed step, a rejected checkpoint) are printed once, by rank 0."""
     from .. import distributed as dist
 
-    comm, _ = dist.resolve("auto", where="handgrad train")
+    try:
+        comm, _ = dist.resolve("auto", where=f"handgrad {getattr(args, 'command', 'train')}")
+    except ImportError as exc:  # under mpiexec without mpi4py: every rank gets here, rank 0 says it
+        world = dist.launcher_world()
+        if world is None or world.rank == 0:
+            print(f"handgrad: error: {exc}", file=sys.stderr)
+        return 2
     if comm is None:
         return command(args)
     args.distributed = comm

@@ -192,6 +192,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    return run_distributed(_demo, args)
+
+
+def _demo(args) -> int:
     for k in ("hidden", "activation", "dropout", "pool", "cell", "optimizer", "momentum", "weight_decay",
               "schedule", "lr", "batch_size", "clip_norm", "data", "resume", "samples", "length", "text", "max_chars"):
         setattr(args, k, None)
