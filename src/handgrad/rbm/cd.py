@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from .. import backend
 from .._checks import check_positive_int
-from .machine import RBM
+from .energy import is_rbm
 
 
 class PersistentChain:
@@ -51,8 +51,8 @@ class PersistentChain:
     visible state back into it.
     """
 
-    def __init__(self, rbm: RBM, n_chains: int, rng=None) -> None:
-        if not isinstance(rbm, RBM):
+    def __init__(self, rbm, n_chains: int, rng=None) -> None:
+        if not is_rbm(rbm):
             raise TypeError(f"PersistentChain: expected an RBM, got {type(rbm).__name__}")
         self.n_chains = check_positive_int(n_chains, "PersistentChain", "n_chains")
         self.n_visible, self.visible = rbm.n_visible, rbm.visible
@@ -68,7 +68,7 @@ class PersistentChain:
         return f"PersistentChain(n_chains={self.n_chains}, n_visible={self.n_visible})"
 
 
-def contrastive_divergence(rbm: RBM, v, k: int = 1, rng=None, persistent: PersistentChain | None = None,
+def contrastive_divergence(rbm, v, k: int = 1, rng=None, persistent: PersistentChain | None = None,
                            mean_visible: bool = False) -> float:
     """Write the CD-k estimate of ∂(mean NLL of ``v``)/∂θ into ``rbm.grads`` (overwriting).
 
@@ -78,6 +78,8 @@ def contrastive_divergence(rbm: RBM, v, k: int = 1, rng=None, persistent: Persis
     (see the module docstring). ``rbm.params`` are not changed; an optimizer steps them.
     """
     where = "RBM.contrastive_divergence"
+    if not is_rbm(rbm):
+        raise TypeError(f"{where}: expected an RBM, got {type(rbm).__name__}")
     v = rbm._check(v, "visible", "contrastive_divergence")
     k = check_positive_int(k, where, "k")
     if persistent is not None:

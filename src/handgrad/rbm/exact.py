@@ -18,17 +18,17 @@ from __future__ import annotations
 import numpy
 
 from .. import backend
-from .machine import RBM, own_term, sigmoid, softplus, summed_out
+from .energy import is_rbm, own_term, sigmoid, softplus, summed_out
 
 MAX_ENUMERATED_UNITS = 20
 _BLOCK_ELEMENTS = 1 << 22  # states × other-layer width per vectorized block (32 MiB in float64)
 
 
-def _float64_params(r: RBM):
+def _float64_params(r):
     return {k: backend.to_numpy(p).astype(numpy.float64) for k, p in r.params.items()}
 
 
-def _side(r: RBM, where: str):
+def _side(r, where: str):
     """(enumerated side, k): the smaller bernoulli layer; ValueError past 2^20 states."""
     options = [(n, side) for side, kind, n in (("visible", r.visible, r.n_visible), ("hidden", r.hidden, r.n_hidden))
                if kind == "bernoulli"]
@@ -39,7 +39,7 @@ def _side(r: RBM, where: str):
     return side, n
 
 
-def _layers(r: RBM, P, side: str):
+def _layers(r, P, side: str):
     """(M, b_x, b_y, kind_y): x @ M + b_y is the input to the other layer."""
     if side == "visible":
         return P["W"].T, P["b_visible"], P["b_hidden"], r.hidden
@@ -59,7 +59,7 @@ def _neg_free(x, M, b_x, b_y, kind_y):
     return -(own_term(x, b_x, "bernoulli") + summed_out(a, b_y, kind_y)), a
 
 
-def _log_partition(r: RBM, P, where: str) -> float:
+def _log_partition(r, P, where: str) -> float:
     side, k = _side(r, where)
     M, b_x, b_y, kind_y = _layers(r, P, side)
     negf = numpy.concatenate([_neg_free(x, M, b_x, b_y, kind_y)[0] for x in _blocks(k, M.shape[1])])
@@ -67,34 +67,34 @@ def _log_partition(r: RBM, P, where: str) -> float:
     return top + float(numpy.log(numpy.exp(negf - top).sum()))
 
 
-def log_partition(r: RBM) -> float:
+def log_partition(r) -> float:
     """log Z, exact (see the module docstring); ``ValueError`` when no bernoulli layer has at
     most 20 units."""
-    if not isinstance(r, RBM):
+    if not is_rbm(r):
         raise TypeError(f"log_partition: expected an RBM, got {type(r).__name__}")
     return _log_partition(r, _float64_params(r), "log_partition")
 
 
-def _free_energy64(r: RBM, P, v):
+def _free_energy64(r, P, v):
     a = v @ P["W"].T + P["b_hidden"]
     return own_term(v, P["b_visible"], r.visible) + summed_out(a, P["b_hidden"], r.hidden)
 
 
-def log_likelihood(r: RBM, v):
+def log_likelihood(r, v):
     """log p(v) = −F(v) − log Z ``(N,)`` float64, exact (a log-density for gaussian visibles;
     a log-probability for binary v on bernoulli visibles)."""
-    if not isinstance(r, RBM):
+    if not is_rbm(r):
         raise TypeError(f"log_likelihood: expected an RBM, got {type(r).__name__}")
     v = backend.to_numpy(r._check(v, "visible", "log_likelihood")).astype(numpy.float64)
     P = _float64_params(r)
     return -_free_energy64(r, P, v) - _log_partition(r, P, "log_likelihood")
 
 
-def exact_grads(r: RBM, v) -> dict:
+def exact_grads(r, v) -> dict:
     """The exact gradient of the mean negative log-likelihood of ``v`` ``(N, V)``, (G1)–(G2)
     with both expectations computed exactly: ``{"W": (H, V), "b_hidden": (H,), "b_visible":
     (V,)}`` in the RBM's dtype (same limit as ``log_partition``)."""
-    if not isinstance(r, RBM):
+    if not is_rbm(r):
         raise TypeError(f"exact_grads: expected an RBM, got {type(r).__name__}")
     v = backend.to_numpy(r._check(v, "visible", "exact_grads")).astype(numpy.float64)
     if v.shape[0] == 0:
@@ -123,7 +123,7 @@ def exact_grads(r: RBM, v) -> dict:
     return {key: backend.asarray(g, dtype=r.dtype, xp=xp) for key, g in grads.items()}
 
 
-def pseudo_log_likelihood(r: RBM, v):
+def pseudo_log_likelihood(r, v):
     r"""Σ_i log p(v_i | v_−i) ``(N,)`` float64, exact, for binary v on bernoulli visibles.
 
     p(v_i | v_−i) = e^{−F(v)} / (e^{−F(v)} + e^{−F(ṽ⁽ⁱ⁾)}), ṽ⁽ⁱ⁾ = v with unit i flipped, so
@@ -132,7 +132,7 @@ def pseudo_log_likelihood(r: RBM, v):
     all V flips of a row are one ``(V, H)`` block, computed for blocks of rows at once.
     """
     where = "pseudo_log_likelihood"
-    if not isinstance(r, RBM):
+    if not is_rbm(r):
         raise TypeError(f"{where}: expected an RBM, got {type(r).__name__}")
     if r.visible != "bernoulli":
         raise ValueError(f"{where}: needs bernoulli visible units, {r!r} has gaussian ones")

@@ -59,42 +59,9 @@ from __future__ import annotations
 import math
 
 from .. import backend, init
-from .. import functional as F
 from .._checks import check_finite, check_float_array, check_positive_int
-
-UNITS = ("bernoulli", "gaussian")
-LOG_2PI = math.log(2.0 * math.pi)
-
-
-def softplus(x):
-    """log(1 + eˣ), stable for any x: max(x, 0) + log1p(e^{−|x|})."""
-    xp = backend.array_module(x)
-    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
-
-
-def sigmoid(x):
-    """σ(x), stable, with values below the smallest normal number flushed to 0
-    (``functional.sigmoid``): subnormal hidden means would make every later product slow."""
-    return F.sigmoid(x)
-
-
-def summed_out(a, b, kind: str):
-    """−log of the sum (bernoulli) or integral (gaussian) over one layer of exp(uᵀa − [½‖u−b‖²
-    − ½... ]): the layer-dependent part of (F1)/(F2), for inputs ``a`` ``(..., K)`` to that layer
-    with biases ``b`` ``(K,)``; returns ``(...)``."""
-    if kind == "bernoulli":
-        return -softplus(a).sum(axis=-1)
-    k = a.shape[-1]
-    return -0.5 * (a * a).sum(axis=-1) + 0.5 * float((b * b).sum()) - 0.5 * k * LOG_2PI
-
-
-def own_term(x, b, kind: str):
-    """The part of −(−E) that depends on one layer alone: −xᵀb (bernoulli) or ½‖x − b‖²
-    (gaussian); ``x`` ``(..., K)`` → ``(...)``."""
-    if kind == "bernoulli":
-        return -(x @ b)
-    d = x - b
-    return 0.5 * (d * d).sum(axis=-1)
+from . import exact as _exact
+from .energy import UNITS, own_term, sigmoid, summed_out
 
 
 class RBM:
@@ -303,21 +270,15 @@ class RBM:
     # -- exact (small models) ------------------------------------------------------------
     def log_partition(self) -> float:
         """log Z by enumeration; see :func:`handgrad.rbm.exact.log_partition`."""
-        from .exact import log_partition
-
-        return log_partition(self)
+        return _exact.log_partition(self)
 
     def log_likelihood(self, v):
         """log p(v) = −F(v) − log Z ``(N,)``, exact; see :func:`handgrad.rbm.exact.log_likelihood`."""
-        from .exact import log_likelihood
-
-        return log_likelihood(self, v)
+        return _exact.log_likelihood(self, v)
 
     def pseudo_log_likelihood(self, v):
         """Σ_i log p(v_i | v_−i) ``(N,)``; see :func:`handgrad.rbm.exact.pseudo_log_likelihood`."""
-        from .exact import pseudo_log_likelihood
-
-        return pseudo_log_likelihood(self, v)
+        return _exact.pseudo_log_likelihood(self, v)
 
     def astype(self, dtype) -> RBM:
         """A copy with every parameter in ``dtype`` (float64 copies for exact checks)."""

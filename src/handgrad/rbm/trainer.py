@@ -203,6 +203,21 @@ def _save(folder, r, opt, chain, history, sample_rng, pos, meta, keep) -> str | 
     return path
 
 
+def _metadata(data: bytes, where: str) -> dict:
+    """The ``__metadata__`` of a safetensors file's JSON header (ValueError when malformed)."""
+    if len(data) < 8:
+        raise ValueError(f"{where}: not a checkpoint ({len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if 8 + n > len(data):
+        raise ValueError(f"{where}: not a checkpoint (header length {n} exceeds the file)")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{where}: malformed checkpoint header ({exc})") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def _resume(r, opt, chain, history, sample_rng, resume_from, meta):
     """Load the latest checkpoint into ``r``, ``opt``, ``chain``; everything is validated first."""
     from safetensors import SafetensorError
@@ -212,8 +227,7 @@ def _resume(r, opt, chain, history, sample_rng, resume_from, meta):
     where = f"train_rbm(resume_from={path!r})"
     with open(path, "rb") as fh:
         data = fh.read()
-    header = ckpt._parse_header(data, where)
-    m = header.get("__metadata__") or {}
+    m = _metadata(data, where)
     if not isinstance(m, dict) or m.get(CHECKPOINT_KIND) != "1":
         raise ValueError(f"{where}: not an RBM training checkpoint")
     try:
