@@ -188,10 +188,12 @@ def main() -> None:
         lat, bw = fitted
         print(f"ring model t = 2(K-1)/K * B / bw + 2(K-1) * lat, fitted on {len(SIZES)} sizes x the rank counts: "
               f"lat {lat * 1e6:.1f} us, bw {bw / 1e9:.2f} GB/s (shared memory here, not a network)")
-        b = next((r["bytes"] / 2 for r in rows if r["ranks"] > 1), 4 * one["params"])  # one of the 2 per step
+        # a step's payload: the gradient buffer (+ count and failure flag) and the 16-byte loss; three
+        # collectives per step (gradients, loss, the signal flag), each paying the latency term
+        b = next((r["bytes"] for r in rows if r["ranks"] > 1), 4 * one["params"])
         step = one["step_s"]
         for k in (2, 8, 32, 128):
-            t = 2 * (k - 1) / k * b / bw + 2 * (k - 1) * lat
+            t = 2 * (k - 1) / k * b / bw + 3 * 2 * (k - 1) * lat
             print(f"  K={k:>3}: predicted Allreduce of {b / 1e6:.3f} MB per step = {t * 1e3:.3f} ms; "
                   f"with the global batch split K ways the compute is {step / k * 1e3:.2f} ms, so comm share "
                   f"{t / (t + step / k):.0%}")
