@@ -64,3 +64,25 @@ def test_bad_options(tmp_path, small_data, capsys):
     assert "-k" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["autoencoder", "--finetune-loss", "l1"])
+
+
+def test_handgrad_train_and_evaluate_run_the_rbm_presets(tmp_path, small_data, capsys, monkeypatch):
+    """The presets through the ``handgrad`` command itself: ``train autoencoder``, then
+    ``evaluate`` reports the same squared error per test image; under ``mpiexec -n 2`` they refuse."""
+    from handgrad import cli as main_cli
+
+    out = tmp_path / "ae"
+    assert main_cli.main(["train", "autoencoder", "--hidden", "16", "--code-size", "3", "--pretrain-epochs", "1",
+                          "--epochs", "1", "--batch-size", "40", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main_cli.main(["evaluate", "--subset", str(out / "model.safetensors")]) == 0
+    from handgrad.rbm.autoencoder import reconstruction_error
+
+    _, (xt, _) = hg.data.load_fashion_mnist_subset()
+    expected = reconstruction_error(hg.load(out / "model.safetensors"), hg.data.to_float(xt), True)
+    assert f"{len(xt)} test images: squared error {expected:.4f} per image" in capsys.readouterr().out
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert main_cli.main(["train", "rbm", "--out", str(tmp_path / "r")]) == 2
+    assert "run as one process" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -9,6 +9,7 @@ import time
 import numpy
 
 from .. import __version__, data, losses, optim, presets, tasks
+from . import rbm as rbm_cli
 from ..fsutil import atomic_write_bytes
 from ..gradcheck import gradcheck
 from ..serialization import load, read_metadata, save
@@ -186,6 +187,9 @@ def train_run(args, *, title: str = "") -> int:
 def cmd_train(args) -> int:
     if args.preset is None and not args.resume:
         raise ValueError("train: name a preset, or --resume RUN_DIR")
+    if args.preset in rbm_cli.PRESETS or (args.resume and rbm_cli.is_run(args.resume)):
+        _refuse_rbm_under_mpi(args.preset or "rbm/autoencoder")
+        return rbm_cli.run_train(args)  # 003 §8-9: contrastive divergence, then fine-tuning
     if args.out is None:
         args.out = os.path.join("runs", args.preset or "run")
     return run_distributed(train_run, args)
@@ -212,9 +216,21 @@ def _demo(args) -> int:
     return code or (0 if res.passed else 1)
 
 
+def _refuse_rbm_under_mpi(preset: str) -> None:
+    """The RBM trainer runs as one process (its CD steps are not sharded over ranks yet)."""
+    from ..distributed import launcher_world
+
+    world = launcher_world()
+    if world is not None and world.size > 1:
+        raise ValueError(f"train {preset}: the RBM and autoencoder presets run as one process, not under "
+                         f"mpiexec -n {world.size}")
+
+
 def cmd_evaluate(args) -> int:
-    model = load(args.model)
     meta = read_metadata(args.model)
+    if meta.get("task") in ("autoencoder", "rbm"):
+        return rbm_cli.evaluate_model(args)  # reconstruction error per test image
+    model = load(args.model)
     preset = presets.get(meta["preset"]) if meta.get("preset") in presets.PRESETS else None
     task = tasks.TASKS[meta.get("task", "fashion")]
     loss = losses.get(meta.get("loss", "SoftmaxCrossEntropy"))
@@ -302,7 +318,7 @@ def add_commands(sub, data_args) -> None:
     demo.set_defaults(func=cmd_demo)
 
     tr = sub.add_parser("train", help="train a preset model (Fashion-MNIST, sequence tasks)")
-    tr.add_argument("preset", nargs="?", choices=sorted(presets.PRESETS))
+    tr.add_argument("preset", nargs="?", choices=sorted(presets.PRESETS) + sorted(rbm_cli.PRESETS))
     data_args(tr)
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its latest checkpoint")
     tr.add_argument("--hidden", type=widths, help="hidden widths, e.g. 256,128 (mlp), or the recurrent width")
@@ -342,6 +358,7 @@ def add_commands(sub, data_args) -> None:
                          "under `mpiexec -n K` the threads of each rank split its shard (docs/distributed.md)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="output folder (default: runs/PRESET)")
+    rbm_cli.add_train_arguments(tr)
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a saved model on its task's test data")
