@@ -8,10 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,14 +22,10 @@ _spec = importlib.util.spec_from_file_location("fit_worker", os.path.join(HERE, 
 worker = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(worker)
 
-#: the mpich wheel puts mpiexec next to the interpreter (the Python scripts folder), which a
-#: fresh environment need not have on PATH; a system MPI's is found on PATH
-MPIEXEC = next((p for p in (os.path.join(os.path.dirname(sys.executable), "mpiexec"),
-                            *(os.path.join(d, "mpiexec") for d in os.environ.get("PATH", "").split(os.pathsep) if d))
-                if os.access(p, os.X_OK)), None)
+from mpirun import MPIEXEC, SKIP_REASON, job_env, run_job
+
 if MPIEXEC is None:
-    pytest.skip("mpi4py is installed but no mpiexec was found next to the interpreter or on PATH "
-                "(pip install 'handgrad[dist]' brings the mpich wheel's)", allow_module_level=True)
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 KINDS = ("mlp", "cnn", "lstm")
 TOL = {"float32": 1e-5, "float64": 1e-12}
@@ -42,23 +34,11 @@ TOL = {"float32": 1e-5, "float64": 1e-12}
 def launch(n: int, argv: list[str], audit_dir=None, timeout: float = 90.0):
     """``mpiexec -n n python ARGV`` → (exit code, output, seconds); past ``timeout`` the
     process group is killed and the test fails with ``TimeoutExpired``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
-               HANDGRAD_NO_PROGRESS="1")
-    src = os.path.dirname(os.path.dirname(os.path.abspath(hg.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    env = job_env(PYTHONDONTWRITEBYTECODE="1", HANDGRAD_NO_PROGRESS="1")
     env.pop("AUDIT_DIR", None)
     if audit_dir is not None:
         env["AUDIT_DIR"] = str(audit_dir)
-    t0 = time.monotonic()
-    proc = subprocess.Popen([MPIEXEC, "-n", str(n), sys.executable, *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, out, time.monotonic() - t0
+    return run_job(n, argv, env, timeout)
 
 
 def rank_report(audit_dir, rank: int):

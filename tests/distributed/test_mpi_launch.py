@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -20,31 +18,16 @@ pytest.importorskip("mpi4py", reason="the dist extra (mpi4py) is not installed")
 import handgrad
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_worker.py")
-# the mpich wheel's mpiexec lies next to the interpreter (not always on PATH); else a system one
-MPIEXEC = next((p for p in (os.path.join(os.path.dirname(sys.executable), "mpiexec"), shutil.which("mpiexec"))
-                if p and os.access(p, os.X_OK)), None)
+from mpirun import MPIEXEC, SKIP_REASON, job_env, run_job
+
 if MPIEXEC is None:
-    pytest.skip("mpi4py is installed but no mpiexec was found next to the interpreter or on PATH "
-                "(pip install 'handgrad[dist]' brings the mpich wheel's)", allow_module_level=True)
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 
 def launch(n: int, *args: str, timeout: float = 60.0):
     """``mpiexec -n n python mpi_worker.py args`` → (exit code, stdout+stderr, seconds);
     past ``timeout`` the test fails with ``TimeoutExpired`` after the group is killed."""
-    env = dict(os.environ)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(handgrad.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
-    t0 = time.monotonic()
-    proc = subprocess.Popen([MPIEXEC, "-n", str(n), sys.executable, WORKER, *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, out, time.monotonic() - t0
+    return run_job(n, [WORKER, *args], job_env(), timeout)
 
 
 def result(n: int, *args: str) -> dict:

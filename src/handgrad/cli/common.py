@@ -8,6 +8,8 @@ import sys
 import time
 import warnings
 
+import numpy
+
 from ..tasks import DataOptions
 from ..training.callbacks import Callback
 
@@ -94,3 +96,15 @@ def run_distributed(command, args) -> int:
         except (FileNotFoundError, ValueError, TypeError) as exc:  # raised by every rank (agreed)
             print(f"handgrad: error: {exc}", file=sys.stderr)
             return 2
+
+
+def jsonable(value):
+    """``value`` with NumPy scalars made Python numbers and anything else JSON cannot hold as its
+    ``repr``, for ``run.json`` and ``history.json``."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (numpy.floating, numpy.integer)):
+        return value.item()
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)

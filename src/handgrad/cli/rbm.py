@@ -39,7 +39,7 @@ from ..rbm.pca import PCA, squared_error_per_image
 from ..serialization import load, read_metadata, save
 from ..training import TrainingDiverged, TrainingInterrupted, fit
 from ..training import checkpoint as ckpt
-from .common import EpochPrinter, widths
+from .common import EpochPrinter, jsonable, widths
 
 PRESETS = {"rbm": "an RBM on Fashion-MNIST by contrastive divergence (003 §8)",
            "autoencoder": "a deep autoencoder pretrained as a stack of RBMs, then fine-tuned (003 §9)"}
@@ -102,18 +102,8 @@ def _load_data(args):
     return xtr[perm[n_val:]], xtr[perm[:n_val]], (xte, yte)
 
 
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (numpy.floating, numpy.integer)):
-        return v.item()
-    return v
-
-
 def _write_json(path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(_jsonable(obj), indent=2).encode())
+    atomic_write_bytes(path, json.dumps(jsonable(obj), indent=2).encode())
 
 
 def _pictures(out, first_rbm, xte, rows, seed) -> list[str]:

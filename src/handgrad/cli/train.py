@@ -9,13 +9,13 @@ import time
 import numpy
 
 from .. import __version__, data, losses, optim, presets, tasks
-from . import rbm as rbm_cli
 from ..fsutil import atomic_write_bytes
 from ..gradcheck import gradcheck
 from ..serialization import load, read_metadata, save
 from ..training import TrainingDiverged, TrainingInterrupted, evaluate, fit
 from ..training import callbacks as cb
-from .common import EpochPrinter, data_options, run_distributed
+from . import rbm as rbm_cli
+from .common import EpochPrinter, data_options, jsonable, run_distributed
 
 #: the fraction of the training set ``train`` and ``demo`` hold out for validation by default
 VAL_SPLIT = 0.1
@@ -53,16 +53,6 @@ def _build_kwargs(args, preset, pick, extra) -> dict:
     if "vocab_size" in extra:
         kw["vocab_size"] = extra["vocab_size"]
     return kw
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (numpy.floating, numpy.integer)):
-        return value.item()
-    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
 def _restore_run_options(args) -> None:
@@ -120,7 +110,7 @@ def train_run(args, *, title: str = "") -> int:
     if root:
         os.makedirs(args.out, exist_ok=True)
     if root and not resuming:
-        run_options = {k: _jsonable(getattr(args, k, None)) for k in RUN_OPTIONS}
+        run_options = {k: jsonable(getattr(args, k, None)) for k in RUN_OPTIONS}
         atomic_write_bytes(os.path.join(args.out, "run.json"), json.dumps(run_options, indent=2).encode())
 
     print(title or f"handgrad {__version__}: training preset {preset.name!r} ({preset.description})")
@@ -168,8 +158,8 @@ def train_run(args, *, title: str = "") -> int:
     run = {"preset": preset.name, "epochs_run": len(hist.epoch), "seconds": seconds,
            "samples": {"train": len(xtr), "validation": len(val[0]) if val is not None else 0, "test": len(xte)},
            **{k: v for k, v in report.items() if k != "summary"},
-           "args": {k: _jsonable(getattr(args, k, None)) for k in RUN_OPTIONS}, "history": hist.history}
-    atomic_write_bytes(os.path.join(args.out, "history.json"), json.dumps(_jsonable(run), indent=2).encode())
+           "args": {k: jsonable(getattr(args, k, None)) for k in RUN_OPTIONS}, "history": hist.history}
+    atomic_write_bytes(os.path.join(args.out, "history.json"), json.dumps(jsonable(run), indent=2).encode())
     from ..plotting import have_matplotlib, learning_curves
 
     if have_matplotlib():
