@@ -39,6 +39,23 @@ def _place(rng, k: int, H: int, W: int, h: int, w: int, tries: int):
     return placed
 
 
+
+def _grey_images(images, where: str) -> numpy.ndarray:
+    """Item images ``(N, h, w)`` or ``(N, 1, h, w)``, uint8 or floats in [0, 1], as float32
+    ``(N, h, w)`` in [0, 1]."""
+    x = numpy.asarray(images)
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3:
+        raise ValueError(f"{where}: expected images (N, h, w) or (N, 1, h, w), got shape {numpy.shape(images)}")
+    if x.dtype.kind in "iu":
+        return x.astype(numpy.float32) / 255.0
+    if x.dtype.kind != "f":
+        raise TypeError(f"{where}: expected numeric images, got dtype {x.dtype}")
+    if not numpy.isfinite(x).all() or (x.size and (x.min() < 0 or x.max() > 1)):
+        raise ValueError(f"{where}: expected float images in [0, 1]")
+    return x.astype(numpy.float32, copy=False)
+
 def make_scenes(images, labels, n_scenes: int, size=(96, 96), items=(2, 4), seed: int = 0,
                 max_tries: int = 64) -> Scenes:
     """``n_scenes`` black canvases of ``size`` with between ``items[0]`` and ``items[1]``
@@ -50,22 +67,10 @@ def make_scenes(images, labels, n_scenes: int, size=(96, 96), items=(2, 4), seed
     is free the scene is started over; a canvas too small for the items raises ``ValueError``.
     """
     where = "make_scenes"
-    x = numpy.asarray(images)
-    if x.ndim == 4 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 3:
-        raise ValueError(f"{where}: expected images (N, h, w) or (N, 1, h, w), got shape {numpy.shape(images)}")
+    x = _grey_images(images, where)
     y = numpy.asarray(labels)
     if y.shape != (x.shape[0],):
         raise ValueError(f"{where}: expected labels of shape ({x.shape[0]},), got {y.shape}")
-    if x.dtype.kind in "iu":
-        x = x.astype(numpy.float32) / 255.0
-    elif x.dtype.kind == "f":
-        if not numpy.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise ValueError(f"{where}: expected float images in [0, 1]")
-        x = x.astype(numpy.float32, copy=False)
-    else:
-        raise TypeError(f"{where}: expected numeric images, got dtype {x.dtype}")
     n_scenes = check_int(n_scenes, where, "n_scenes", minimum=1)
     H, W = pair(size, "size", where)
     lo, hi = pair(items, "items", where)
@@ -181,18 +186,10 @@ def detector_training_data(images, labels, n_background: int | None = None, jitt
     ``detect``/``evaluate_detection``.
     """
     where = "detector_training_data"
-    x = numpy.asarray(images)
-    if x.ndim == 4 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 3:
-        raise ValueError(f"{where}: expected images (N, h, w) or (N, 1, h, w), got shape {numpy.shape(images)}")
+    x = _grey_images(images, where)
     y = numpy.asarray(labels)
     if y.shape != (x.shape[0],) or y.dtype.kind not in "iu" or (y.size and y.min() < 0):
         raise ValueError(f"{where}: expected integer labels >= 0 of shape ({x.shape[0]},), got {y.dtype} {y.shape}")
-    if x.dtype.kind in "iu":
-        x = x.astype(numpy.float32) / 255.0
-    else:
-        x = x.astype(numpy.float32, copy=False)
     jitter = check_int(jitter, where, "jitter", minimum=0)
     n = x.shape[0]
     n_background = n // 2 if n_background is None else n_background

@@ -108,3 +108,15 @@ def jsonable(value):
     if isinstance(value, (numpy.floating, numpy.integer)):
         return value.item()
     return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def fault_exit(exc, out: str) -> int:
+    """The exit status of a training run that raised ``TrainingInterrupted`` (130, with the
+    command that continues it) or ``TrainingDiverged`` (3), after printing the message."""
+    from ..training import TrainingInterrupted
+
+    if isinstance(exc, TrainingInterrupted):
+        print(f"\n{exc}\nto continue: handgrad train --resume {out}")
+        return 130
+    print(f"\n{exc}")
+    return 3

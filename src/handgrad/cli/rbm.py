@@ -39,7 +39,7 @@ from ..rbm.pca import PCA, squared_error_per_image
 from ..serialization import load, read_metadata, save
 from ..training import TrainingDiverged, TrainingInterrupted, fit
 from ..training import checkpoint as ckpt
-from .common import EpochPrinter, jsonable, widths
+from .common import EpochPrinter, fault_exit, jsonable, widths
 
 PRESETS = {"rbm": "an RBM on Fashion-MNIST by contrastive divergence (003 §8)",
            "autoencoder": "a deep autoencoder pretrained as a stack of RBMs, then fine-tuned (003 §9)"}
@@ -294,12 +294,8 @@ def run_train(args) -> int:
         if args.preset == "rbm":
             return _train_rbm_preset(args, args.out, xtr, xval, test)
         return _train_autoencoder(args, args.out, xtr, xval, test)
-    except TrainingInterrupted as exc:
-        print(f"\n{exc}\nto continue: handgrad train --resume {args.out}")
-        return 130
-    except TrainingDiverged as exc:
-        print(f"\n{exc}")
-        return 3
+    except (TrainingInterrupted, TrainingDiverged) as exc:
+        return fault_exit(exc, args.out)
 
 
 def evaluate_model(args) -> int:

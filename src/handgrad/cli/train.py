@@ -15,7 +15,7 @@ from ..serialization import load, read_metadata, save
 from ..training import TrainingDiverged, TrainingInterrupted, evaluate, fit
 from ..training import callbacks as cb
 from . import rbm as rbm_cli
-from .common import EpochPrinter, data_options, jsonable, run_distributed
+from .common import EpochPrinter, data_options, fault_exit, jsonable, run_distributed
 
 #: the fraction of the training set ``train`` and ``demo`` hold out for validation by default
 VAL_SPLIT = 0.1
@@ -139,12 +139,8 @@ def train_run(args, *, title: str = "") -> int:
                    checkpoint_every=getattr(args, "checkpoint_every", 0) or 0,
                    resume_from=ckpt_dir if resuming else None, workers=getattr(args, "workers", 1) or 1,
                    distributed=distributed if distributed is not None else "auto", **task.fit_options)
-    except TrainingInterrupted as exc:
-        print(f"\n{exc}\nto continue: handgrad train --resume {args.out}")
-        return 130
-    except TrainingDiverged as exc:
-        print(f"\n{exc}")
-        return 3
+    except (TrainingInterrupted, TrainingDiverged) as exc:
+        return fault_exit(exc, args.out)
     seconds = time.perf_counter() - t0
     if not root:  # the model is rank 0's (the same on every rank): it reports and writes
         return 0

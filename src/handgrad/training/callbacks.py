@@ -32,6 +32,20 @@ class Callback:
     def on_batch_end(self, batch: int, logs=None) -> None: ...
 
 
+
+def _monitored(callback, logs) -> float | None:
+    """The value of ``callback.monitor`` in this epoch's logs, or None — with one warning per
+    run naming the metrics that are available (``callback._warned``, reset at train begin)."""
+    logs = logs or {}
+    if callback.monitor in logs:
+        return float(logs[callback.monitor])
+    if not callback._warned:
+        warnings.warn(f"{type(callback).__name__}: metric {callback.monitor!r} is not available; "
+                      f"available metrics are {sorted(logs)}", stacklevel=3)
+        callback._warned = True
+    return None
+
+
 class History(Callback):
     """Records every epoch's logs: ``history.history["val_loss"][e]`` is epoch e's value."""
 
@@ -96,14 +110,9 @@ class EarlyStopping(Callback):
         return value > self.best + self.min_delta
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        logs = logs or {}
-        if self.monitor not in logs:
-            if not self._warned:
-                warnings.warn(f"EarlyStopping: metric {self.monitor!r} is not available; "
-                              f"available metrics are {sorted(logs)}", stacklevel=2)
-                self._warned = True
+        value = _monitored(self, logs)
+        if value is None:
             return
-        value = float(logs[self.monitor])
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
@@ -142,13 +151,9 @@ class ModelCheckpoint(Callback):
 
         logs = logs or {}
         if self.save_best_only:
-            if self.monitor not in logs:
-                if not self._warned:
-                    warnings.warn(f"ModelCheckpoint: metric {self.monitor!r} is not available; "
-                                  f"available metrics are {sorted(logs)}", stacklevel=2)
-                    self._warned = True
+            value = _monitored(self, logs)
+            if value is None:
                 return
-            value = float(logs[self.monitor])
             better = value < self.best if self.mode == "min" else value > self.best
             if not better:
                 return
