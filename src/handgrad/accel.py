@@ -1,0 +1,246 @@
+"""Where the cores go: the thread count, the optional numba JIT, and work split over threads.
+
+NumPy runs an element-wise operation on one core and makes one pass over memory per
+operation; BLAS alone uses every core. This module gives the layers two tools against that:
+
+- :func:`parallel_for` splits ``range(n)`` (rows of a batch, time steps, chunks of a flat
+  parameter) into contiguous parts, one per thread, and runs ``fn(start, stop)`` on each in a
+  persistent pool; NumPy releases the GIL inside its loops and numba kernels are compiled
+  ``nogil``, so the parts truly run side by side. The parts depend only on ``n`` and the
+  thread count, so results are bit for bit the same for a given thread count (and, for work
+  without cross-part reductions, for every thread count). Calls from inside a part, or from a
+  thread of ``fit(workers=k)``, run inline: nothing is oversubscribed.
+- :func:`kernel` compiles a plain-Python loop nest with numba (the ``fast`` extra,
+  ``pip install 'handgrad[fast]'``) so that several NumPy passes (an activation and its
+  derivative mask, a pooling maximum and its winner, an LSTM step's gate arithmetic) become one
+  pass over memory. Every kernel has a NumPy path beside it that computes the same equations;
+  that path runs when numba is absent or the JIT is switched off (``HANDGRAD_JIT=0`` or
+  :func:`set_jit`), and the tests compare the two.
+
+Threads: ``HANDGRAD_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the cores this process may
+run on (``os.sched_getaffinity``); :func:`set_num_threads` overrides them, and also sets the
+BLAS thread count when ``threadpoolctl`` is installed.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+__all__ = ["default_threads", "num_threads", "set_num_threads", "limit_threads", "parallel_for",
+           "jit_available", "jit_enabled", "set_jit", "use_jit", "kernel"]
+
+
+# -- threads ---------------------------------------------------------------------------------
+def _parse_threads(value: str | None) -> int | None:
+    if not value:
+        return None
+    head = value.split(",")[0].strip()   # OMP_NUM_THREADS may list one count per nesting level
+    try:
+        n = int(head)
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def default_threads() -> int:
+    """``HANDGRAD_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the usable cores."""
+    for var in ("HANDGRAD_NUM_THREADS", "OMP_NUM_THREADS"):
+        n = _parse_threads(os.environ.get(var))
+        if n is not None:
+            return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_threads: int | None = None          # set_num_threads; None: default_threads()
+_local = threading.local()           # .limit: a per-thread cap (pool workers, fit's worker threads)
+
+
+def num_threads() -> int:
+    """How many threads handgrad's own work may use in the calling thread."""
+    n = _threads if _threads is not None else default_threads()
+    limit = getattr(_local, "limit", None)
+    return n if limit is None else min(n, limit)
+
+
+def set_num_threads(n: int | None) -> None:
+    """Use ``n`` threads for handgrad's element-wise work (and BLAS, when ``threadpoolctl`` is
+    installed); ``None`` goes back to :func:`default_threads`."""
+    global _threads
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"set_num_threads: expected a positive int or None, got {n!r}")
+    _threads = n
+    try:
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - optional
+    except ImportError:
+        return
+    threadpool_limits(limits=num_threads(), user_api="blas")
+
+
+@contextlib.contextmanager
+def limit_threads(n: int):
+    """Inside, the calling thread's handgrad work uses at most ``n`` threads (``fit``'s
+    data-parallel workers run with 1, so their layers never start threads of their own)."""
+    old = getattr(_local, "limit", None)
+    _local.limit = n if old is None else min(old, n)
+    try:
+        yield
+    finally:
+        _local.limit = old
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _worker_init() -> None:
+    _local.limit = 1  # a part never splits again
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="handgrad", initializer=_worker_init)
+            _pool_size = workers
+        return _pool
+
+
+def _forget_pool() -> None:  # a forked child inherits no threads
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` as ``parts`` contiguous ``(start, stop)`` pieces of near-equal size."""
+    return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
+
+
+def parallel_for(n: int, fn: Callable[[int, int], None], *, grain: int = 1) -> None:
+    """Run ``fn(start, stop)`` over contiguous parts of ``range(n)``, one per thread, each part
+    at least ``grain`` long (fewer threads when ``n`` is small; inline when one is enough).
+    ``fn`` must write disjoint outputs for disjoint ranges; an exception in any part is raised
+    here after every part has finished."""
+    k = min(num_threads(), n // max(1, grain))
+    if k <= 1:
+        if n > 0:
+            fn(0, n)
+        return
+    parts = split(n, k)
+    pool = _get_pool(k - 1)
+    futures = [pool.submit(fn, a, b) for a, b in parts[1:]]
+    error = None
+    try:
+        fn(*parts[0])
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other parts
+        error = exc
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as exc:  # noqa: BLE001
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+# -- the optional JIT ------------------------------------------------------------------------
+def _jit_setting_from_env() -> bool | None:
+    value = os.environ.get("HANDGRAD_JIT", "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    return None  # auto: when numba imports
+
+
+_jit_setting = _jit_setting_from_env()
+_numba = None
+_numba_checked = False
+
+
+def _numba_module():
+    global _numba, _numba_checked
+    if not _numba_checked:
+        _numba_checked = True
+        try:
+            import numba  # noqa: PLC0415 - optional dependency
+        except ImportError:
+            _numba = None
+        else:
+            _numba = numba
+    return _numba
+
+
+def jit_available() -> bool:
+    """True when numba imports (the ``fast`` extra)."""
+    return _numba_module() is not None
+
+
+def jit_enabled() -> bool:
+    """Whether layers use their compiled kernels now."""
+    if _jit_setting is False:
+        return False
+    if _jit_setting is True and not jit_available():
+        raise RuntimeError("handgrad: HANDGRAD_JIT=1 needs numba; install it with `pip install 'handgrad[fast]'`")
+    return jit_available()
+
+
+def set_jit(flag: bool | None) -> None:
+    """``True``: always use the compiled kernels (an error without numba); ``False``: the
+    NumPy paths only; ``None``: compiled when numba is installed (the default)."""
+    global _jit_setting
+    if flag is not None and not isinstance(flag, bool):
+        raise TypeError(f"set_jit: expected True, False or None, got {flag!r}")
+    if flag is True and not jit_available():
+        raise RuntimeError("set_jit: the compiled kernels need numba; install it with `pip install 'handgrad[fast]'`")
+    _jit_setting = flag
+
+
+@contextlib.contextmanager
+def use_jit(flag: bool | None):
+    """Inside, :func:`set_jit` ``(flag)``; the previous setting afterwards (tests compare the
+    two paths with it)."""
+    global _jit_setting
+    old = _jit_setting
+    set_jit(flag)
+    try:
+        yield
+    finally:
+        _jit_setting = old
+
+
+class Kernel:
+    """A loop nest compiled by numba on its first call (``nogil``, cached on disk, no
+    fast-math: IEEE arithmetic in the order written). ``py`` is the uncompiled function."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.py = fn
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self._compiled = None
+
+    def __call__(self, *args):
+        if self._compiled is None:
+            numba = _numba_module()
+            if numba is None:
+                raise RuntimeError(f"{self.__name__}: compiled kernels need numba (`pip install 'handgrad[fast]'`)")
+            self._compiled = numba.njit(nogil=True, cache=True, fastmath=False, boundscheck=False)(self.py)
+        return self._compiled(*args)
+
+
+def kernel(fn: Callable) -> Kernel:
+    """Decorator: ``fn`` becomes a :class:`Kernel` (compiled lazily, only if it is called)."""
+    return Kernel(fn)
