@@ -144,7 +144,8 @@ def parallel_for(n: int, fn: Callable[[int, int], None], *, grain: int = 1) -> N
     futures = [pool.submit(fn, a, b) for a, b in parts[1:]]
     error = None
     try:
-        fn(*parts[0])
+        with limit_threads(1):
+            fn(*parts[0])
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other parts
         error = exc
     for f in futures:

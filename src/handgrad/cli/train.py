@@ -137,7 +137,7 @@ def train_run(args, *, title: str = "") -> int:
         hist = fit(model, loss, opt, xtr, ytr, epochs=epochs, batch_size=batch_size, validation_data=val,
                    callbacks=callbacks, seed=args.seed, augment=augment, checkpoint_dir=ckpt_dir,
                    checkpoint_every=getattr(args, "checkpoint_every", 0) or 0,
-                   resume_from=ckpt_dir if resuming else None, workers=getattr(args, "workers", 1) or 1,
+                   resume_from=ckpt_dir if resuming else None, workers=getattr(args, "workers", None),
                    distributed=distributed if distributed is not None else "auto", **task.fit_options)
     except (TrainingInterrupted, TrainingDiverged) as exc:
         return fault_exit(exc, args.out)
@@ -339,8 +339,9 @@ def add_commands(sub, data_args) -> None:
     tr.add_argument("--length", type=int, help="adding: sequence length T (default 100)")
     tr.add_argument("--text", help="charlm: text file (default /usr/share/dict/words)")
     tr.add_argument("--max-chars", type=int, help="charlm: read at most this many characters")
-    tr.add_argument("--workers", type=int, default=1,
-                    help="split each batch over this many threads (data-parallel; e.g. 2 on a 2-core CPU); "
+    tr.add_argument("--workers", type=int, default=None,
+                    help="split each batch over this many threads (data-parallel; default: every core, "
+                         "HANDGRAD_NUM_THREADS or OMP_NUM_THREADS when set; 1 for stateful models); "
                          "under `mpiexec -n K` the threads of each rank split its shard (docs/distributed.md)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="output folder (default: runs/PRESET)")

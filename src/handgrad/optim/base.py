@@ -95,9 +95,17 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"{type(self).__name__}.step: gradient of {key} has shape "
                                  f"{tuple(g.shape)}, parameter has {tuple(p.shape)}")
-            if self.weight_decay and not (key[1] == "b" or key[1].startswith("b_")):  # biases: b, b_hidden, ...
+            decay = self.weight_decay and not (key[1] == "b" or key[1].startswith("b_"))  # biases: b, b_hidden, ...
+            if self.fused_decay:  # the rule adds λp itself, in the same pass as its update
+                self._update(key, p, g, self.weight_decay if decay else 0.0)
+                continue
+            if decay:
                 g = g + self.weight_decay * p
             self._update(key, p, g)
+
+    #: True when ``_update(key, p, g, wd)`` applies the weight decay λ = ``wd`` itself
+    #: (g + λp, in one pass with the update); False: ``step`` passes ``g + λp`` as ``g``
+    fused_decay = False
 
     def _slot(self, key, name, p):
         st = self.state.setdefault(key, {})

@@ -1,9 +1,45 @@
 """Stochastic gradient descent with momentum, RMSprop and Adam."""
 from __future__ import annotations
 
-from .. import backend
+import numpy
+
+from .. import accel, backend
 from .._checks import check_nonnegative, check_probability
 from .base import Optimizer
+
+
+# One pass over memory per parameter instead of NumPy's four to eight: the same operations in
+# the same order and precision (the scalars are cast to the parameter's dtype first, as NumPy
+# does with a Python float), so both paths give the same bits. ``wd`` is the weight decay
+# already applied to the gradient (0 for biases), written into ``g`` as the NumPy path's
+# g + λp.
+
+@accel.kernel
+def _sgd_momentum_kernel(p, g, v, lr, mu, wd, nesterov):
+    p, g, v = p.reshape(-1), g.reshape(-1), v.reshape(-1)
+    for i in range(p.size):
+        gi = g[i] + wd * p[i] if wd != 0 else g[i]
+        vi = v[i] * mu - lr * gi
+        v[i] = vi
+        p[i] = p[i] + (mu * vi - lr * gi) if nesterov else p[i] + vi
+
+
+@accel.kernel
+def _adam_kernel(p, g, m, v, b1, c1, b2, c2, step_size, bias2, eps, wd):
+    p, g, m, v = p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1)
+    for i in range(p.size):
+        gi = g[i] + wd * p[i] if wd != 0 else g[i]
+        mi = m[i] * b1 + c1 * gi
+        vi = v[i] * b2 + c2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - step_size * (mi / (numpy.sqrt(vi / bias2) + eps))
+
+
+def _fused(p, g) -> bool:
+    """Whether this update may run as one compiled pass (contiguous NumPy arrays, JIT on)."""
+    return (accel.jit_enabled() and isinstance(p, numpy.ndarray) and isinstance(g, numpy.ndarray)
+            and p.flags.c_contiguous and g.flags.c_contiguous and p.dtype == g.dtype)
 
 
 class SGD(Optimizer):
@@ -25,11 +61,21 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
 
-    def _update(self, key, p, g) -> None:
+    fused_decay = True  # _update receives the raw gradient and the decay λ (see Optimizer.step)
+
+    def _update(self, key, p, g, wd=0.0) -> None:
         if self.momentum == 0.0:
+            if wd:
+                g = g + wd * p
             p -= self.lr * g
             return
         v = self._slot(key, "velocity", p)
+        if _fused(p, g):
+            t = p.dtype.type
+            _sgd_momentum_kernel(p, g, v, t(self.lr), t(self.momentum), t(wd), self.nesterov)
+            return
+        if wd:
+            g = g + wd * p
         v *= self.momentum
         v -= self.lr * g
         if self.nesterov:
@@ -86,16 +132,25 @@ class Adam(Optimizer):
                       check_probability(betas[1], "Adam", "betas[1]"))
         self.eps = check_nonnegative(eps, "Adam", "eps")
 
-    def _update(self, key, p, g) -> None:
+    fused_decay = True
+
+    def _update(self, key, p, g, wd=0.0) -> None:
         xp = backend.array_module(p)
         b1, b2 = self.betas
         m = self._slot(key, "exp_avg", p)
         v = self._slot(key, "exp_avg_sq", p)
+        t = self.steps
+        if _fused(p, g):
+            c = p.dtype.type
+            _adam_kernel(p, g, m, v, c(b1), c(1 - b1), c(b2), c(1 - b2), c(self.lr / (1 - b1 ** t)),
+                         c(1 - b2 ** t), c(self.eps), c(wd))
+            return
+        if wd:
+            g = g + wd * p
         m *= b1
         m += (1 - b1) * g
         v *= b2
         v += (1 - b2) * (g * g)
-        t = self.steps
         step_size = self.lr / (1 - b1 ** t)
         denom = xp.sqrt(v / (1 - b2 ** t))
         denom += self.eps

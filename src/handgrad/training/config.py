@@ -34,7 +34,7 @@ class FitConfig:
     resume_from: str | None
     on_nonfinite: str                    # one of NONFINITE_POLICIES
     handle_signals: bool
-    workers: int
+    workers: int | None                  # None: auto (step.auto_workers)
 
     @classmethod
     def from_fit_args(cls, loss, *, epochs, batch_size, validation_data, validation_split, seed, shuffle,
@@ -62,7 +62,7 @@ class FitConfig:
         if validation_data is not None and validation_split:
             raise ValueError(f"{where}: give validation_data or validation_split, not both")
         split = check_probability(validation_split, where, "validation_split") if validation_split else 0.0
-        workers = check_positive_int(workers, where, "workers")
+        workers = None if workers is None else check_positive_int(workers, where, "workers")
         return cls(epochs, batch_size, seed, shuffle, names, split, progress_bar, augment, checkpoint_dir,
                    checkpoint_every, keep_checkpoints, resume_from, on_nonfinite, handle_signals, workers)
 

@@ -37,7 +37,7 @@ from .guards import InterruptGuard, NonFiniteGuard
 from .inputs import TrainingData, as_numpy_data, check_validation_data, split_validation
 from .reducer import LOCAL, check_reducer
 from .state import RandomStreams, RunState
-from .step import make_step
+from .step import local_processes, make_step, resolve_workers
 
 
 def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 32,
@@ -46,7 +46,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         progress_bar: bool | None = None, augment: Callable | None = None,
         checkpoint_dir: str | None = None, checkpoint_every: int = 0, keep_checkpoints: int = 3,
         resume_from: str | None = None, on_nonfinite: str = "raise",
-        handle_signals: bool = True, workers: int = 1, reducer=None, distributed="auto") -> History:
+        handle_signals: bool = True, workers: int | None = None, reducer=None, distributed="auto") -> History:
     """Train ``model`` by mini-batch gradient descent and return its ``History``.
 
     Each epoch shuffles the training set (seeded), splits it into mini-batches, and for each
@@ -84,6 +84,11 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
     ``workers=k`` (k > 1) splits every mini-batch into k parts computed in k threads on replicas
     that share the parameters (``handgrad.training.parallel``; needs ``threadpoolctl``): the same
     mini-batch gradient up to the order of floating-point additions, faster on a multi-core CPU.
+    The default ``workers=None`` uses every core (``handgrad.accel.num_threads()``: the
+    ``HANDGRAD_NUM_THREADS`` or ``OMP_NUM_THREADS`` variable, else the cores this process may
+    use; shared among the MPI processes of this host), one BLAS thread per worker; 1 for a
+    stateful recurrent model or without ``threadpoolctl``. A run is bit-for-bit reproducible for
+    a given seed and number of workers; ``workers=1`` computes each batch in one piece.
     ``reducer`` (default: one process) combines gradients and sums across processes and says
     which process writes and prints (``handgrad.training.reducer``).
 
@@ -104,7 +109,8 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         handle_signals=handle_signals, workers=workers)
     reducer, par = _reducer(reducer, distributed)                    # par: None for one process
     streams = RandomStreams(cfg.seed)
-    with _fenced(par), make_step(model, loss, cfg.workers, reducer) as step:
+    workers = resolve_workers(cfg.workers, model, 1 if par is None else local_processes())
+    with _fenced(par), make_step(model, loss, workers, reducer) as step:
         if par is None:
             train, val = _datasets(model, x, y, validation_data, cfg, streams)
         else:  # a data error on any rank raises on every rank
@@ -119,7 +125,7 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         if par is not None:                                            # this rank's shard of every batch
             par.check_same_run(run.identity, train, val)
             par.shard_augmentation(train)
-            step = par.sharded_step(step, model, loss, cfg.workers)
+            step = par.sharded_step(step, model, loss, workers)
             if cfg.resume_from is not None:
                 par.resume(saver, cfg.resume_from)
             par.broadcast_state(model, optimizer, run)

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from .. import backend
+from .. import accel, backend
 from ..model import Sequential
 from .reducer import LOCAL
 
@@ -88,9 +88,10 @@ class DataParallel:
         parts = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
         def run(w, a, b):  # forward, loss and backward of one part, in one thread
-            out = self.models[w].forward(xb[a:b], training=True)
-            value = self.losses[w].forward(out, yb[a:b])
-            self.models[w].backward(self.losses[w].backward(), input_grad=False)
+            with accel.limit_threads(1):  # the layers' own work stays in this thread too
+                out = self.models[w].forward(xb[a:b], training=True)
+                value = self.losses[w].forward(out, yb[a:b])
+                self.models[w].backward(self.losses[w].backward(), input_grad=False)
             return out, value, self.losses[w].last_count
 
         # the last part runs in this thread, the others in the pool

@@ -52,9 +52,42 @@ class PlainStep:
         self.close()
 
 
-def make_step(model, loss, workers: int = 1, reducer=LOCAL):
+def local_processes() -> int:
+    """How many processes of this MPI job share this host (1 outside a launcher): MPICH's
+    ``MPI_LOCALNRANKS``, Open MPI's ``OMPI_COMM_WORLD_LOCAL_SIZE``, else the job's size."""
+    import os
+
+    for var in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    return 1
+
+
+def auto_workers(model, processes: int = 1) -> int:
+    """``fit``'s default ``workers``: this process's share of the thread budget
+    (``accel.num_threads()``: ``HANDGRAD_NUM_THREADS``, ``OMP_NUM_THREADS`` or the cores,
+    divided among the ``processes`` on this host), or 1 where threads cannot help: a stateful
+    recurrent layer (its state runs through the batch in order) or no ``threadpoolctl`` (BLAS
+    could not be held to one thread per worker, and the threads would oversubscribe the cores)."""
+    from .. import accel
+    from . import parallel
+
+    if any(getattr(layer, "stateful", False) for layer in model.layers) or not parallel.available():
+        return 1
+    return max(1, accel.num_threads() // max(1, processes))
+
+
+def resolve_workers(workers, model, processes: int = 1) -> int:
+    """``workers`` as given, or :func:`auto_workers` for ``None``."""
+    return auto_workers(model, processes) if workers is None else workers
+
+
+def make_step(model, loss, workers: int | None = None, reducer=LOCAL, processes: int = 1):
     """The step for ``fit(..., workers=k)``: data-parallel threads for k > 1 when
-    ``threadpoolctl`` is installed (else a warning and the plain step)."""
+    ``threadpoolctl`` is installed (else a warning and the plain step); ``None`` picks k
+    (:func:`auto_workers`)."""
+    workers = resolve_workers(workers, model, processes)
     if workers > 1:
         from . import parallel
 

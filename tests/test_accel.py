@@ -1,0 +1,193 @@
+"""handgrad.accel: the thread budget, parallel_for, the JIT switch; the fused optimizer updates
+against their NumPy paths; fit's default number of workers."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad import accel, losses, optim, presets
+from handgrad.training import step as step_mod
+
+
+@pytest.fixture
+def threads():
+    """Restore the process-wide thread setting after a test changes it."""
+    yield
+    accel.set_num_threads(None)
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"HANDGRAD_NUM_THREADS": "3"}, 3),
+    ({"OMP_NUM_THREADS": "5"}, 5),
+    ({"OMP_NUM_THREADS": "4,2"}, 4),                       # one count per nesting level: the first
+    ({"HANDGRAD_NUM_THREADS": "2", "OMP_NUM_THREADS": "7"}, 2),
+])
+def test_default_threads_reads_the_environment(monkeypatch, env, expected):
+    monkeypatch.delenv("HANDGRAD_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert accel.default_threads() == expected
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "many", ""])
+def test_default_threads_ignores_unusable_values(monkeypatch, bad):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("HANDGRAD_NUM_THREADS", bad)
+    import os
+
+    assert accel.default_threads() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_set_num_threads_rejects_non_positive_ints(bad):
+    with pytest.raises(ValueError, match="set_num_threads"):
+        accel.set_num_threads(bad)
+
+
+def test_limit_threads_caps_the_calling_thread_only(threads):
+    accel.set_num_threads(4)
+    seen = {}
+    with accel.limit_threads(1):
+        assert accel.num_threads() == 1
+        t = threading.Thread(target=lambda: seen.setdefault("other", accel.num_threads()))
+        t.start()
+        t.join()
+    assert seen["other"] == 4
+    assert accel.num_threads() == 4
+
+
+@pytest.mark.parametrize("n, k, grain", [(0, 2, 1), (1, 2, 1), (7, 3, 1), (100, 4, 10), (5, 4, 3), (128, 2, 1)])
+def test_parallel_for_covers_each_index_once(threads, n, k, grain):
+    accel.set_num_threads(k)
+    hits = np.zeros(n, dtype=int)
+    calls = []
+
+    def fn(a, b):
+        calls.append((a, b, accel.num_threads()))
+        hits[a:b] += 1
+
+    accel.parallel_for(n, fn, grain=grain)
+    assert (hits == 1).all()
+    parts = sorted((a, b) for a, b, _ in calls)
+    assert parts == accel.split(n, len(parts)) if n else parts == []
+    assert len(parts) <= max(1, min(k, n // grain))
+    # a part never splits again: its own budget is one thread
+    assert all(nt == 1 for *_, nt in calls) or len(calls) == 1
+
+
+def test_parallel_for_raises_a_parts_error_after_all_parts_finish(threads):
+    accel.set_num_threads(3)
+    done = []
+
+    def fn(a, b):
+        if a > 0:
+            raise ValueError(f"part {a}")
+        done.append(a)
+
+    with pytest.raises(ValueError, match="part"):
+        accel.parallel_for(9, fn)
+    assert done == [0]
+
+
+def test_parallel_for_gives_the_same_bits_for_any_thread_count(threads):
+    x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
+    outs = []
+    for k in (1, 2, 3):
+        accel.set_num_threads(k)
+        y = np.empty_like(x)
+        accel.parallel_for(64, lambda a, b: np.tanh(x[a:b], out=y[a:b]))
+        outs.append(y)
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_set_jit_and_use_jit():
+    before = accel.jit_enabled()
+    with accel.use_jit(False):
+        assert not accel.jit_enabled()
+    assert accel.jit_enabled() == before
+    with pytest.raises(TypeError, match="set_jit"):
+        accel.set_jit("yes")
+
+
+def test_without_numba_the_numpy_paths_run_and_forcing_the_jit_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(accel, "_numba_module", lambda: None)
+    assert not accel.jit_available() and not accel.jit_enabled()
+    with pytest.raises(RuntimeError, match="handgrad\\[fast\\]"):
+        accel.set_jit(True)
+    model = presets.mlp(hidden=(4,))
+    opt = optim.SGD(model, 0.1, momentum=0.9)
+    opt.step()  # the NumPy path
+    k = accel.Kernel(lambda a: a)
+    with pytest.raises(RuntimeError, match="handgrad\\[fast\\]"):
+        k(np.zeros(2))
+
+
+OPTIMIZERS = {
+    "sgd": lambda m: optim.SGD(m, 0.05),
+    "sgd_decay": lambda m: optim.SGD(m, 0.05, weight_decay=1e-3),
+    "momentum_decay": lambda m: optim.SGD(m, 0.05, momentum=0.9, weight_decay=5e-4),
+    "nesterov": lambda m: optim.SGD(m, 0.05, momentum=0.9, nesterov=True),
+    "adam": lambda m: optim.Adam(m, 2e-3),
+    "adam_decay_clip": lambda m: optim.Adam(m, 2e-3, weight_decay=1e-3, clip_norm=1.0),
+    "rmsprop": lambda m: optim.RMSprop(m, 1e-3, momentum=0.5, weight_decay=1e-4),
+}
+
+
+def _train_steps(make, dtype, jit):
+    with accel.use_jit(jit):
+        model = presets.mlp(hidden=(17, 5), dtype=dtype)
+        opt = make(model)
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            for layer in model.layers:
+                for k, p in layer.params.items():
+                    layer.grads[k] = rng.standard_normal(p.shape).astype(dtype)
+            opt.step()
+        return model.get_weights(), opt.state_dict()
+
+
+@pytest.mark.skipif(not accel.jit_available(), reason="needs numba (in the test extra)")
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_updates_give_the_numpy_paths_bits(name, dtype):
+    w0, s0 = _train_steps(OPTIMIZERS[name], dtype, jit=False)
+    w1, s1 = _train_steps(OPTIMIZERS[name], dtype, jit=True)
+    for k in w0:
+        assert np.array_equal(w0[k], w1[k]), k
+    for key, slots in s0["state"].items():
+        for slot, arr in slots.items():
+            assert np.array_equal(arr, s1["state"][key][slot]), (key, slot)
+
+
+def test_fit_uses_every_core_by_default(threads):
+    pytest.importorskip("threadpoolctl")
+    accel.set_num_threads(3)
+    model = presets.mlp(hidden=(8,))
+    assert step_mod.auto_workers(model) == 3
+    assert step_mod.auto_workers(model, processes=2) == 1
+    with accel.limit_threads(2):
+        assert step_mod.auto_workers(model) == 2
+    stateful = presets.char_lm(vocab_size=5, hidden=4)
+    assert step_mod.auto_workers(stateful) == 1
+    with step_mod.make_step(model, losses.SoftmaxCrossEntropy()) as step:
+        assert type(step).__name__ == "DataParallel" and step.workers == 3
+
+
+def test_fit_default_is_reproducible_and_equals_explicit_workers(threads):
+    pytest.importorskip("threadpoolctl")
+    accel.set_num_threads(2)
+    (x, y), _ = hg.data.load_fashion_mnist_subset()
+    x = hg.data.to_float(x)[:300]
+    y = y[:300]
+    runs = []
+    for workers in (None, None, 2):
+        model = presets.mlp(hidden=(32,), dropout=0.2)
+        hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.05, momentum=0.9), x, y, epochs=2,
+               batch_size=64, progress_bar=False, workers=workers)
+        runs.append(model.get_weights())
+    for k in runs[0]:
+        assert np.array_equal(runs[0][k], runs[1][k]) and np.array_equal(runs[0][k], runs[2][k]), k
