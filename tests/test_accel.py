@@ -173,6 +173,11 @@ def test_fit_uses_every_core_by_default(threads):
         assert step_mod.auto_workers(model) == 2
     stateful = presets.char_lm(vocab_size=5, hidden=4)
     assert step_mod.auto_workers(stateful) == 1
+
+    class Recorder(hg.layers.Identity):  # a layer of the user's: replicas would not share its state
+        pass
+
+    assert step_mod.auto_workers(hg.Sequential([Recorder(), *model.layers])) == 1
     with step_mod.make_step(model, losses.SoftmaxCrossEntropy()) as step:
         assert type(step).__name__ == "DataParallel" and step.workers == 3
 
@@ -191,3 +196,22 @@ def test_fit_default_is_reproducible_and_equals_explicit_workers(threads):
         runs.append(model.get_weights())
     for k in runs[0]:
         assert np.array_equal(runs[0][k], runs[1][k]) and np.array_equal(runs[0][k], runs[2][k]), k
+
+
+def test_data_parallel_dropout_equals_one_piece(threads):
+    """workers=k draws one piece's dropout masks (row views of the model's own streams), so the
+    trained weights equal workers=1's up to the order of float additions."""
+    pytest.importorskip("threadpoolctl")
+    (x, y), _ = hg.data.load_fashion_mnist_subset()
+    x, y = hg.data.to_float(x)[:250], y[:250]
+    weights = {}
+    for workers in (1, 2, 3):
+        model = presets.mlp(hidden=(32, 16), dropout=0.3, dtype="float64")
+        hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.05, momentum=0.9), x, y, epochs=2,
+               batch_size=50, progress_bar=False, workers=workers, seed=5)
+        weights[workers] = model.get_weights()
+        rngs = [layer.rng for layer in model.layers if layer.stochastic]
+        assert all(getattr(r, "view", None) is None for r in rngs)   # no view left after fit
+    for k in weights[1]:
+        for w in (2, 3):
+            np.testing.assert_allclose(weights[w][k], weights[1][k], rtol=1e-10, atol=1e-12, err_msg=f"{w}:{k}")

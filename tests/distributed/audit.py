@@ -27,6 +27,11 @@ def install() -> None:
     written: list[str] = []
     state = {"on": True}
 
+    def compiled_cache(path: str) -> bool:
+        # Python's bytecode and numba's compiled kernels (handgrad[fast]) cache themselves in
+        # __pycache__ folders the first time a module or kernel is used: not the run's output
+        return "__pycache__" in path.split(os.sep)
+
     def hook(event, args):
         if not state["on"]:
             return
@@ -34,10 +39,12 @@ def install() -> None:
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)
-            if writing and isinstance(path, (str, bytes, os.PathLike)) and os.fsdecode(path) != os.devnull:
+            if (writing and isinstance(path, (str, bytes, os.PathLike)) and os.fsdecode(path) != os.devnull
+                    and not compiled_cache(os.fsdecode(path))):
                 written.append(os.fsdecode(path))
         elif event in ("os.rename", "os.replace", "os.remove", "os.mkdir", "os.rmdir"):
-            written.append(f"{event} {os.fsdecode(args[0])}")
+            if not compiled_cache(os.fsdecode(args[0])):
+                written.append(f"{event} {os.fsdecode(args[0])}")
 
     sys.addaudithook(hook)
 

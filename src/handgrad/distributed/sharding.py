@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy
 
+from ..training.rowshard import RowShardGenerator, row_sharded  # noqa: F401  (re-exported)
+
 
 def shard_bounds(n: int, size: int) -> list[tuple[int, int]]:
     """Contiguous row ranges ``[(a_0, b_0), ...]`` of a batch of ``n`` rows over ``size``
@@ -64,68 +66,3 @@ def shares(loss, target_global, bounds) -> tuple[list[int], int]:
     """Counted items of each rank's rows and of the whole batch: ``([c_0, ...], C)``."""
     counts = [counted_items(loss, target_global[a:b]) for a, b in bounds]
     return counts, sum(counts)
-
-
-class RowShardGenerator(numpy.random.Generator):
-    """A ``numpy.random.Generator`` on an existing bit generator (same stream, same state
-    object — checkpoints and ``set_rng_state`` reach it) that, while a row view
-    ``(N, a, b)`` is set, answers a draw whose leading dimension is the local row count
-    ``b − a`` by drawing ``(N, ...)`` and returning rows ``a:b``. Other draws pass through,
-    identical on every rank. With no view (or N = b − a) it is a plain Generator."""
-
-    def __init__(self, bit_generator) -> None:
-        super().__init__(bit_generator)
-        self.view: tuple[int, int, int] | None = None
-
-    def set_view(self, n_global: int, a: int, b: int) -> None:
-        if not 0 <= a <= b <= n_global:
-            raise ValueError(f"RowShardGenerator.set_view: expected 0 <= a <= b <= N, got N={n_global}, a={a}, b={b}")
-        self.view = (int(n_global), int(a), int(b))
-
-    def _global(self, size):
-        """(size to draw, slice to keep) for a request of ``size``."""
-        if self.view is None or size is None:
-            return size, None
-        n, a, b = self.view
-        shape = (int(size),) if numpy.isscalar(size) else tuple(int(s) for s in size)
-        if not shape or shape[0] != b - a or n == b - a:
-            return size, None
-        return (n, *shape[1:]), slice(a, b)
-
-    def random(self, size=None, dtype=numpy.float64, out=None):
-        if out is not None:
-            return super().random(size, dtype=dtype, out=out)
-        size, keep = self._global(size)
-        r = super().random(size, dtype=dtype)
-        return r if keep is None else numpy.ascontiguousarray(r[keep])
-
-    def standard_normal(self, size=None, dtype=numpy.float64, out=None):
-        if out is not None:
-            return super().standard_normal(size, dtype=dtype, out=out)
-        size, keep = self._global(size)
-        r = super().standard_normal(size, dtype=dtype)
-        return r if keep is None else numpy.ascontiguousarray(r[keep])
-
-    def uniform(self, low=0.0, high=1.0, size=None):
-        size, keep = self._global(size)
-        r = super().uniform(low, high, size)
-        return r if keep is None else numpy.ascontiguousarray(r[keep])
-
-    def normal(self, loc=0.0, scale=1.0, size=None):
-        size, keep = self._global(size)
-        r = super().normal(loc, scale, size)
-        return r if keep is None else numpy.ascontiguousarray(r[keep])
-
-    def integers(self, low, high=None, size=None, dtype=numpy.int64, endpoint=False):
-        size, keep = self._global(size)
-        r = super().integers(low, high, size, dtype=dtype, endpoint=endpoint)
-        return r if keep is None else numpy.ascontiguousarray(r[keep])
-
-
-def row_sharded(rng: numpy.random.Generator) -> RowShardGenerator:
-    """``rng``'s stream as a :class:`RowShardGenerator` (``rng`` itself if it already is one)."""
-    if isinstance(rng, RowShardGenerator):
-        return rng
-    if not isinstance(rng, numpy.random.Generator):
-        raise TypeError(f"row_sharded: expected a numpy.random.Generator, got {type(rng).__name__}")
-    return RowShardGenerator(rng.bit_generator)

@@ -13,6 +13,12 @@ n_w the items of part w (the mean of ``003`` §2 statements (5)–(6) regrouped)
 forward, loss and backward of its part, then the parts' parameter gradients are combined with
 these weights — the mini-batch gradient up to the order of floating-point additions.
 
+Random draws are those of one piece: before each step every worker's stochastic layer (dropout)
+gets a generator in the state of the model's own layer, viewing its rows ``a:b`` of the batch
+(``rowshard.RowShardGenerator``: it draws the whole batch's numbers and keeps those rows), so
+the masks, and hence the trained weights, equal ``workers=1``'s up to float rounding, and the
+model's generators move on as one piece's would.
+
 ``DataParallel`` is a step with the interface of ``step.py`` (``step(xb, yb) -> (value, outputs,
 spans)``); under several processes its combined gradient goes on to ``reducer.gradients``.
 """
@@ -25,6 +31,7 @@ import numpy
 from .. import accel, backend
 from ..model import Sequential
 from .reducer import LOCAL
+from .rowshard import RowShardGenerator, row_sharded
 
 
 def available() -> bool:
@@ -67,6 +74,7 @@ class DataParallel:
         self._limit = threadpool_limits(limits=1, user_api="blas")
         self.workers = workers
         self.reducer = reducer
+        self._stochastic = [i for i, layer in enumerate(model.layers) if layer.stochastic]
 
     def stochastic_layers(self):
         return [layer for m in self.models for layer in m.layers if layer.stochastic]
@@ -94,10 +102,14 @@ class DataParallel:
                 self.models[w].backward(self.losses[w].backward(), input_grad=False)
             return out, value, self.losses[w].last_count
 
-        # the last part runs in this thread, the others in the pool
-        futures = [self.pool.submit(run, w, a, b) for w, (a, b) in enumerate(parts[:-1])]
-        last = run(len(parts) - 1, *parts[-1])
-        fwd = [f.result() for f in futures] + [last]
+        self._share_streams(n, parts)
+        try:  # the last part runs in this thread, the others in the pool
+            futures = [self.pool.submit(run, w, a, b) for w, (a, b) in enumerate(parts[:-1])]
+            last = run(len(parts) - 1, *parts[-1])
+            fwd = [f.result() for f in futures] + [last]
+        finally:
+            for i in self._stochastic:  # outside a step the model's generators draw as usual
+                self.models[0].layers[i].rng.view = None
         total = sum(c for _, _, c in fwd) or 1
         weights = [c / total for _, _, c in fwd]
         main = self.models[0]
@@ -114,5 +126,21 @@ class DataParallel:
             self.reducer.gradients(main, total)
             value = self.reducer.loss(value, total)
         return value, [out for out, _, _ in fwd], parts
+
+    def _share_streams(self, n: int, parts) -> None:
+        """Every worker's stochastic layers draw this step's numbers from the state of the
+        model's own layer, keeping their part's rows (the model's layer is worker 0's)."""
+        for i in self._stochastic:
+            main = self.models[0].layers[i]
+            if not isinstance(main.rng, RowShardGenerator):
+                main.set_rng(row_sharded(main.rng))  # same stream and state object
+            state = main.rng.bit_generator.state
+            for w, (a, b) in enumerate(parts):
+                layer = self.models[w].layers[i]
+                if w > 0:
+                    bits = type(main.rng.bit_generator)()
+                    bits.state = state
+                    layer.rng = RowShardGenerator(bits)
+                layer.rng.set_view(n, a, b)
 
     __call__ = step
