@@ -3,15 +3,20 @@ window at the border is dropped, as in PyTorch).
 
 Legend: N batch, C channels, H×W input, OH = ⌊(H − kH)/sH⌋ + 1, OW likewise.
 Both layers work on views of the input at each of the kH·kW kernel offsets, so the only
-Python loop is over those offsets; overlapping windows (stride < kernel) are allowed.
+Python loop is over those offsets; overlapping windows (stride < kernel) are allowed. With the
+JIT on (``accel.jit_enabled``), max pooling runs as two compiled passes instead
+(``_conv_kernels.maxpool_forward`` / ``maxpool_backward``): the same maxima, winners and sums.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .. import backend
+import numpy
+
+from .. import accel, backend
 from .._checks import check_float_array
 from ..kernels import offset_slices, out_size, pair
+from . import _conv_kernels as _ck
 from .base import Layer, register
 
 
@@ -59,6 +64,20 @@ class MaxPool2D(_Pool2D):
     def _forward(self, x, training):
         xp = backend.array_module(x)
         kh, kw, sh, sw, oh, ow = self._geometry(x)
+        if xp is numpy and x.dtype in (numpy.float32, numpy.float64) and accel.jit_enabled():
+            # one pass: the maximum and its winner as the offset o = i·kW + j (kH·kW: none, a NaN)
+            n, c, h, w = x.shape
+            x3 = xp.ascontiguousarray(x).reshape(n * c, h, w)
+            y = xp.empty((n, c, oh, ow), dtype=x.dtype)
+            idx = xp.empty(y.shape, dtype=numpy.uint8 if kh * kw < 255 else numpy.int32)
+            y3, idx3 = y.reshape(n * c, oh, ow), idx.reshape(n * c, oh, ow)
+            if (kh, kw) == (2, 2):
+                _ck.maxpool2x2_forward(x3, sh, sw, y3, idx3)
+            else:
+                _ck.maxpool_forward(x3, kh, kw, sh, sw, y3, idx3)
+            if training:
+                self._winners, self._in_shape = idx, x.shape
+            return y
         views = [v for _, v in offset_slices(x, kh, kw, sh, sw, oh, ow)]
         y = views[0].copy()
         for v in views[1:]:
@@ -80,6 +99,12 @@ class MaxPool2D(_Pool2D):
         xp = backend.array_module(grad_y)
         kh, kw, sh, sw = *self.kernel_size, *self.stride
         oh, ow = grad_y.shape[2:]
+        if self._winners.shape == grad_y.shape:  # the forward ran compiled: winner offsets
+            n, c, h, w = self._in_shape
+            g = xp.ascontiguousarray(grad_y).reshape(n * c, oh, ow)
+            dx = xp.empty(self._in_shape, dtype=g.dtype)
+            _ck.maxpool_backward(g, self._winners.reshape(n * c, oh, ow), kh, kw, sh, sw, dx.reshape(n * c, h, w))
+            return dx
         dx = xp.zeros(self._in_shape, dtype=grad_y.dtype)
         disjoint = sh >= kh and sw >= kw  # each input unit lies in at most one window
         for o, view in offset_slices(dx, kh, kw, sh, sw, oh, ow):

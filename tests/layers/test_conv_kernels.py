@@ -1,0 +1,135 @@
+"""The compiled kernels of ReLU, MaxPool2D and Conv2D (``layers/_conv_kernels.py``) against the
+NumPy paths beside them: same outputs, caches and gradients to float rounding (max-pool winners
+identical), for float32 and float64 and odd geometries; bit-identical from run to run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from handgrad import accel, layers
+
+pytestmark = pytest.mark.skipif(not accel.jit_available(), reason="numba is not installed")
+
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 2e-6, np.float64: 1e-12}
+
+
+def both_paths(make, x, g, need_input_grad=True):
+    """Forward (training) and backward of a fresh layer from ``make`` on each path:
+    {jit: (y, dx, grads)}."""
+    out = {}
+    for jit in (False, True):
+        with accel.use_jit(jit):
+            layer = make()
+            y = layer.forward(x, training=True)
+            dx = layer._backward_checked(g, need_input_grad=need_input_grad)
+            out[jit] = (y, dx, {k: v.copy() for k, v in layer.grads.items()})
+    return out
+
+
+def close(a, b, dtype, scale=None):
+    """a ≈ b to float rounding, relative to the size of the terms (``scale``, default |b|)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    s = np.max(np.abs(b)) if scale is None else scale
+    np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype] * max(s, 1e-30))
+
+
+# -- ReLU -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (2, 3, 5), (1, 6, 28, 28), (5, 2, 3, 4)], ids=str)
+def test_relu_paths_agree_exactly(shape, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[::3] = 0.0                          # the kink: derivative 0 on both paths
+    g = rng.standard_normal(shape).astype(dtype)
+    r = both_paths(layers.ReLU, x, g)
+    for a, b in zip(r[True][:2], r[False][:2]):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b)   # max and a masked copy: no rounding at all
+
+
+@pytest.mark.parametrize("view", ["transposed", "sliced"])
+def test_relu_non_contiguous_input_and_gradient(view):
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((6, 10, 4))
+    gbase = rng.standard_normal((6, 10, 4))
+    pick = (lambda a: a.transpose(2, 0, 1)) if view == "transposed" else (lambda a: a[1::2, ::3])
+    r = both_paths(layers.ReLU, pick(base), pick(gbase))
+    for a, b in zip(r[True][:2], r[False][:2]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_relu_nan_and_signed_zero_like_numpy():
+    x = np.array([[np.nan, -0.0, 0.0, -1.0, 2.0, np.inf, -np.inf]])
+    g = np.array([[1.0, np.inf, np.nan, 3.0, 4.0, 5.0, 6.0]])
+    r = both_paths(layers.ReLU, x, g)
+    for a, b in zip(r[True][:2], r[False][:2]):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+
+
+# -- MaxPool2D --------------------------------------------------------------------------------------
+
+POOLS = [  # (x shape, kernel, stride)
+    ((128, 6, 28, 28), 2, None),     # LeNet's first pool
+    ((1, 1, 5, 5), 2, None),         # batch 1, partial windows dropped at the border
+    ((2, 3, 7, 9), 3, 2),            # overlapping windows
+    ((3, 2, 6, 5), (2, 3), (1, 2)),  # rectangular, overlapping along rows
+    ((2, 1, 4, 4), 4, None),         # one window per map
+    ((2, 2, 5, 6), 1, 1),            # the identity
+]
+
+
+def tied_input(shape, dtype, seed=0):
+    """Few distinct values: most windows hold ties, which must go to the first maximum."""
+    return np.random.default_rng(seed).integers(-2, 3, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,stride", POOLS, ids=str)
+def test_maxpool_paths_agree_winners_included(shape, kernel, stride, dtype):
+    x = tied_input(shape, dtype)
+    with accel.use_jit(False):
+        ref = layers.MaxPool2D(kernel, stride)
+        out_shape = ref.forward(x, training=True).shape
+    g = np.random.default_rng(3).standard_normal(out_shape).astype(dtype)
+    r = both_paths(lambda: layers.MaxPool2D(kernel, stride), x, g)
+    np.testing.assert_array_equal(r[True][0], r[False][0])
+    overlapping = layers.MaxPool2D(kernel, stride)
+    k, s = overlapping.kernel_size, overlapping.stride
+    if s[0] >= k[0] and s[1] >= k[1]:
+        np.testing.assert_array_equal(r[True][1], r[False][1])   # one term per unit: exact
+    else:
+        close(r[True][1], r[False][1], dtype, scale=np.max(np.abs(g)) * k[0] * k[1])
+    # the same winners: where a unit receives error on one path it does on the other
+    np.testing.assert_array_equal(r[True][1] != 0, r[False][1] != 0)
+
+
+def test_maxpool_winner_is_first_maximum_in_row_major_order():
+    x = np.zeros((1, 1, 2, 2))
+    x[0, 0] = [[1.0, 3.0], [3.0, 3.0]]
+    with accel.use_jit(True):
+        layer = layers.MaxPool2D(2)
+        layer.forward(x, training=True)
+        dx = layer.backward(np.ones((1, 1, 1, 1)))
+    np.testing.assert_array_equal(dx[0, 0], [[0.0, 1.0], [0.0, 0.0]])
+
+
+def test_maxpool_nan_window_like_numpy():
+    x = np.arange(32, dtype=np.float64).reshape(1, 2, 4, 4)
+    x[0, 0, 1, 0] = np.nan
+    x[0, 1, 0, 0] = np.nan   # the first element of a window
+    g = np.arange(1.0, 9.0).reshape(1, 2, 2, 2)
+    r = both_paths(lambda: layers.MaxPool2D(2), x, g)
+    np.testing.assert_array_equal(r[True][0], r[False][0])
+    np.testing.assert_array_equal(r[True][1], r[False][1])
+
+
+def test_maxpool_non_contiguous_input():
+    x = np.random.default_rng(4).standard_normal((6, 5, 3, 8)).transpose(0, 2, 3, 1)  # (6, 3, 8, 5)
+    g = np.random.default_rng(5).standard_normal((6, 3, 4, 2))
+    r = both_paths(lambda: layers.MaxPool2D(2), x, g)
+    np.testing.assert_array_equal(r[True][0], r[False][0])
+    np.testing.assert_array_equal(r[True][1], r[False][1])
