@@ -215,3 +215,44 @@ def test_data_parallel_dropout_equals_one_piece(threads):
     for k in weights[1]:
         for w in (2, 3):
             np.testing.assert_allclose(weights[w][k], weights[1][k], rtol=1e-10, atol=1e-12, err_msg=f"{w}:{k}")
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: presets.mlp(hidden=(32,), dropout=0.3), (784,)),
+    (lambda: presets.lenet5(), (1, 28, 28)),
+    (lambda: presets.sequence_classifier("lstm", hidden=16), (28, 28)),
+])
+def test_predict_and_evaluate_split_over_threads_equal_one_piece(threads, make, shape):
+    pytest.importorskip("threadpoolctl")
+    from handgrad import replicas
+
+    model = make()
+    x = np.random.default_rng(0).random((300, *shape), dtype=np.float32)
+    y = np.arange(300) % 10
+    accel.set_num_threads(1)
+    one = model.predict(x, batch_size=256)
+    ev1 = hg.evaluate(model, losses.SoftmaxCrossEntropy(), x, y, batch_size=256)
+    accel.set_num_threads(3)
+    assert replicas.Inference(model, 256, x).k == 3          # 256 rows: three parts of >= 64
+    assert replicas.Inference(model, 100, x).k == 1          # too few rows to split
+    many = model.predict(x, batch_size=256)
+    ev3 = hg.evaluate(model, losses.SoftmaxCrossEntropy(), x, y, batch_size=256)
+    np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-6)
+    assert ev3["accuracy"] == ev1["accuracy"] and ev3["loss"] == pytest.approx(ev1["loss"], rel=1e-6)
+    assert np.array_equal(model.predict(x, batch_size=256), many)   # the same bits again
+
+
+def test_inference_is_not_split_for_a_users_layer_or_a_given_initial_state(threads):
+    pytest.importorskip("threadpoolctl")
+    from handgrad import replicas
+
+    accel.set_num_threads(2)
+
+    class Mine(hg.layers.Identity):
+        pass
+
+    x = np.zeros((512, 784), dtype=np.float32)
+    assert replicas.Inference(hg.Sequential([Mine(), *presets.mlp(hidden=(4,)).layers]), 512, x).k == 1
+    rnn = presets.sequence_classifier("rnn", hidden=4)
+    rnn.layers[1].initial_state = np.zeros((512, 4), dtype=np.float32)
+    assert replicas.Inference(rnn, 512, np.zeros((512, 28, 28), np.float32)).k == 1

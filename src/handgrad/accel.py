@@ -29,7 +29,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-__all__ = ["default_threads", "num_threads", "set_num_threads", "limit_threads", "parallel_for",
+__all__ = ["default_threads", "num_threads", "set_num_threads", "limit_threads", "parallel_for", "split",
+           "blas_available", "blas_limit",
            "jit_available", "jit_enabled", "set_jit", "use_jit", "kernel"]
 
 
@@ -76,11 +77,9 @@ def set_num_threads(n: int | None) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"set_num_threads: expected a positive int or None, got {n!r}")
     _threads = n
-    try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415 - optional
-    except ImportError:
-        return
-    threadpool_limits(limits=num_threads(), user_api="blas")
+    ctl = _blas_controller()
+    if ctl is not None:
+        ctl.limit(limits=num_threads(), user_api="blas")
 
 
 @contextlib.contextmanager
@@ -93,6 +92,39 @@ def limit_threads(n: int):
         yield
     finally:
         _local.limit = old
+
+
+_controller = None
+
+
+def _blas_controller():
+    """A cached ``threadpoolctl.ThreadpoolController`` (None without threadpoolctl): entering a
+    limit through it costs microseconds, scanning the loaded libraries again costs ~0.5 ms."""
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - optional
+        except ImportError:
+            return None
+        _controller = ThreadpoolController()
+    return _controller
+
+
+def blas_available() -> bool:
+    """Whether BLAS's thread count can be set (``threadpoolctl`` is installed)."""
+    return _blas_controller() is not None
+
+
+@contextlib.contextmanager
+def blas_limit(n: int):
+    """Inside, BLAS uses at most ``n`` threads (process-wide: for regions where handgrad's own
+    threads each run their products); without ``threadpoolctl`` nothing changes."""
+    ctl = _blas_controller()
+    if ctl is None:
+        yield
+        return
+    with ctl.limit(limits=n, user_api="blas"):
+        yield
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -129,12 +161,13 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
 
 
-def parallel_for(n: int, fn: Callable[[int, int], None], *, grain: int = 1) -> None:
-    """Run ``fn(start, stop)`` over contiguous parts of ``range(n)``, one per thread, each part
-    at least ``grain`` long (fewer threads when ``n`` is small; inline when one is enough).
+def parallel_for(n: int, fn: Callable[[int, int], None], *, grain: int = 1, parts: int | None = None) -> None:
+    """Run ``fn(start, stop)`` over contiguous parts of ``range(n)`` (:func:`split`), one per
+    thread, each part at least ``grain`` long (fewer threads when ``n`` is small; inline when one
+    is enough), or exactly ``parts`` parts when given (capped by ``num_threads()``).
     ``fn`` must write disjoint outputs for disjoint ranges; an exception in any part is raised
     here after every part has finished."""
-    k = min(num_threads(), n // max(1, grain))
+    k = min(num_threads(), n // max(1, grain) if parts is None else min(parts, n))
     if k <= 1:
         if n > 0:
             fn(0, n)

@@ -14,6 +14,7 @@ import numpy
 from . import backend
 from ._checks import check_finite, check_option, check_positive_int
 from .layers.base import Layer
+from .replicas import Inference
 
 
 class Sequential:
@@ -99,7 +100,11 @@ class Sequential:
                 layer.reset_state()
 
     def predict(self, x, batch_size: int = 1024) -> numpy.ndarray:
-        """Outputs for ``x`` (NumPy or device array), in inference mode, as a NumPy array."""
+        """Outputs for ``x`` (NumPy or device array), in inference mode, as a NumPy array.
+
+        A batch of at least 64 rows per thread is split over the threads
+        (``handgrad.accel.num_threads()``), each part on a replica of the model sharing its
+        parameters (``handgrad.replicas``); smaller batches run in one piece."""
         batch_size = check_positive_int(batch_size, "Sequential.predict", "batch_size")
         xp = self.xp
         dtype = self.dtype
@@ -109,9 +114,10 @@ class Sequential:
         check_finite(x, "Sequential.predict", "x")
         outs = []
         with self.stateless():
+            infer = Inference(self, min(batch_size, x.shape[0]), x)  # batches split over the cores
             for start in range(0, x.shape[0], batch_size):
                 xb = backend.asarray(x[start:start + batch_size], dtype=dtype, xp=xp)
-                outs.append(backend.to_numpy(self.forward(xb, training=False)))
+                outs.append(backend.to_numpy(infer(xb)))
         if not outs:
             raise ValueError("Sequential.predict: expected at least one sample, got an empty array")
         return numpy.concatenate(outs, axis=0)

@@ -8,6 +8,7 @@ from .. import backend
 from .. import metrics as M
 from .._checks import check_positive_int
 from ..losses import Loss
+from ..replicas import Inference
 from .accumulator import MetricAccumulator
 from .inputs import as_numpy_data, class_labels
 from .reducer import check_reducer
@@ -23,7 +24,8 @@ def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
     ``handgrad.training.reducer``: with K processes (``reducer.size``), process r evaluates the
     r-th contiguous run of whole batches (the same batches as one process) and the sums are
     added over processes, so every process gets one process's result up to the order of the
-    additions; a collective (every process calls it).
+    additions; a collective (every process calls it). Batches are split over the threads
+    as in ``Sequential.predict``.
     """
     where = "evaluate"
     batch_size = check_positive_int(batch_size, where, "batch_size")
@@ -37,10 +39,11 @@ def evaluate(model, loss: Loss, x, y, batch_size: int = 1024,
     if size > 1:  # this process's run of whole batches (the batches decide the loss weighting)
         first, last = _batch_run(last, sums.reducer.rank, size)
     with model.stateless():
+        infer = Inference(model, min(batch_size, x.shape[0]), x)  # batches split over the cores
         for s in range(first * batch_size, min(x.shape[0], last * batch_size), batch_size):
             xb = backend.asarray(x[s:s + batch_size], dtype=dtype, xp=xp)
             yb = backend.asarray(y[s:s + batch_size], xp=xp)
-            out = model.forward(xb, training=False)
+            out = infer(xb)
             lb = None if labels is None else backend.asarray(labels[s:s + batch_size], xp=xp)
             sums.add(loss.forward(out, yb), [out], [(0, xb.shape[0])], lb)
     return sums.result()

@@ -28,8 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
-from .. import accel, backend
+from .. import accel
 from ..model import Sequential
+from ..replicas import layer_replicas
 from .reducer import LOCAL
 from .rowshard import RowShardGenerator, row_sharded
 
@@ -44,15 +45,8 @@ def available() -> bool:
 
 def replica(model: Sequential) -> Sequential:
     """A model sharing ``model``'s parameter arrays (the same dict objects) with its own caches
-    and gradients."""
-    layers = []
-    for layer in model.layers:
-        twin = type(layer).from_config(layer.get_config(), deferred=True)
-        twin.params = layer.params          # shared: the optimizer's in-place updates reach both
-        twin.trainable = layer.trainable
-        twin.grads = {k: backend.array_module(p).zeros(p.shape, dtype=p.dtype) for k, p in layer.params.items()}
-        layers.append(twin)
-    return Sequential(layers)
+    and gradients (``handgrad.replicas``)."""
+    return Sequential(layer_replicas(model.layers))
 
 
 class DataParallel:
@@ -69,8 +63,7 @@ class DataParallel:
         self.models = [model] + [replica(model) for _ in range(workers - 1)]
         self.losses = [loss] + [copy.copy(loss) for _ in range(workers - 1)]
         self.pool = ThreadPoolExecutor(workers - 1)
-        # one BLAS thread per worker for the whole run (entering the limit per step would rescan
-        # the loaded libraries every time, ~1 ms)
+        # one BLAS thread per worker for the whole run
         self._limit = threadpool_limits(limits=1, user_api="blas")
         self.workers = workers
         self.reducer = reducer
