@@ -68,12 +68,15 @@ def auto_workers(model, processes: int = 1) -> int:
     """``fit``'s default ``workers``: this process's share of the thread budget
     (``accel.num_threads()``: ``HANDGRAD_NUM_THREADS``, ``OMP_NUM_THREADS`` or the cores,
     divided among the ``processes`` on this host), or 1 where threads cannot help: a stateful
-    recurrent layer (its state runs through the batch in order) or no ``threadpoolctl`` (BLAS
-    could not be held to one thread per worker, and the threads would oversubscribe the cores)."""
+    recurrent layer (its state runs through the batch in order), a layer defined outside
+    handgrad (a replica is rebuilt from ``get_config`` and would not carry what such a layer
+    keeps besides its parameters) or no ``threadpoolctl`` (BLAS could not be held to one
+    thread per worker, and the threads would oversubscribe the cores)."""
     from .. import accel
+    from ..replicas import replicable
     from . import parallel
 
-    if any(getattr(layer, "stateful", False) for layer in model.layers) or not parallel.available():
+    if not replicable(model.layers) or not parallel.available():
         return 1
     return max(1, accel.num_threads() // max(1, processes))
 
