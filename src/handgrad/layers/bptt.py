@@ -30,16 +30,21 @@ A cell implements ``_step(run, t)`` (write the states of step t from those of st
 ``_step_back(run, back, t, errs, delta)`` (given the errors reaching step t's states, write
 δ[t] and return the errors reaching step t − 1's states) and, where it needs them, the hooks
 ``_weights``, ``_input_term``, ``_begin_forward``, ``_begin_backward`` and ``_public_grads``.
-``run`` is the pass's namespace: ``xp``, ``x``, ``mask``, ``A`` (the input terms, which a
-cell may overwrite with its activations), ``states`` (one ``(T + 1, N, H)`` buffer per state,
-``states[k][t]`` = the state before step t) and ``w`` (the weights the pass computed with).
+``run`` is the pass's namespace: ``xp``, ``x``, ``x_tm`` (x time-major and contiguous),
+``mask``, ``A`` (the input terms, which a cell may overwrite with its activations), ``states``
+(one ``(T + 1, N, H)`` buffer per state, ``states[k][t]`` = the state before step t), ``w``
+(the weights the pass computed with) and ``jit`` (whether the cell's compiled step kernels of
+``layers/_recurrent_kernels.py`` run: :func:`handgrad.accel.jit_enabled` and NumPy arrays;
+otherwise its NumPy steps, which compute the same equations).
 """
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
-from .. import backend, init
+import numpy
+
+from .. import accel, backend, init
 from .._checks import check_bool, check_float_array, check_positive_int
 from .base import Layer
 
@@ -144,8 +149,10 @@ class Recurrent(Layer):
         xp = backend.array_module(x)
         n, T, _ = x.shape
         w = self._weights()
-        A = self._input_term(xp, x.transpose(1, 0, 2), w)          # (T, N, G·H)
-        run = SimpleNamespace(xp=xp, x=x, mask=self._step_mask(x), A=A, w=w,
+        x_tm = xp.ascontiguousarray(x.transpose(1, 0, 2))          # (T, N, F): small, kept for dC/dW_ih
+        A = self._input_term(xp, x_tm, w)                          # (T, N, G·H)
+        run = SimpleNamespace(xp=xp, x=x, x_tm=x_tm, mask=self._step_mask(x), A=A, w=w,
+                              jit=accel.jit_enabled() and xp is numpy,
                               states=tuple(xp.empty((T + 1, n, self.hidden_size), dtype=A.dtype)
                                            for _ in range(self.n_states)))
         for buf, s0 in zip(run.states, states):
@@ -193,7 +200,7 @@ class Recurrent(Layer):
             d2 = deltas.reshape(-1, self.n_gates * H)                  # rows ordered (t, n)
             self.grads.update(self._public_grads(run, deltas, {   # RNN (3)–(5); LSTM (8)–(10), (12)–(14)
                 "b": d2.sum(axis=0),                                             # Σ δ
-                "W_ih": d2.T @ x.transpose(1, 0, 2).reshape(-1, self.input_size),  # Σ δᵀ x_t
+                "W_ih": d2.T @ run.x_tm.reshape(-1, self.input_size),             # Σ δᵀ x_t
                 "W_hh": d2.T @ run.states[0][:T].reshape(-1, H),                   # Σ δᵀ h_{t−1}
             }))
         self.grad_initial_state = tuple(carried) if self.n_states > 1 else carried[0]
@@ -211,8 +218,10 @@ class Recurrent(Layer):
         return {k: self.params[k] for k in ("W_ih", "W_hh", "b")}
 
     def _input_term(self, xp, x_tm, w):
-        """A_t = x_t W_ihᵀ + b for every step at once, ``(T, N, G·H)``."""
-        A = xp.matmul(x_tm, w["W_ih"].T)
+        """A_t = x_t W_ihᵀ + b for every step at once, ``(T, N, G·H)``, as one matrix product
+        over the (t, n) rows of the time-major contiguous ``x_tm``."""
+        T, n, F = x_tm.shape
+        A = (x_tm.reshape(T * n, F) @ w["W_ih"].T).reshape(T, n, -1)
         A += w["b"]
         return A
 

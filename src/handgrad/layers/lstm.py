@@ -12,6 +12,7 @@ from typing import Any
 import numpy
 
 from .. import backend, init
+from . import _recurrent_kernels as K
 from .._checks import check_bool
 from .base import ParamCache, register
 from .bptt import Recurrent
@@ -101,9 +102,10 @@ class LSTM(Recurrent):
                 "w_peep": w_peep, "w_peep_half": None if w_peep is None else w_peep * 0.5}
 
     def _input_term(self, xp, x_tm, w):
-        A = xp.matmul(x_tm, w["W_ih_half"].T)  # (T, N, 4H): A_t/2 on the gate rows, then activated i, f, o, g
-        A += w["b_half"]
-        return A
+        """x_t W_ihᵀ for every step at once, ``(T, N, 4H)`` (halved on the sigmoid rows); the
+        bias is added inside each step, in the same pass as h_{t−1} W_hhᵀ."""
+        T, n, F = x_tm.shape
+        return (x_tm.reshape(T * n, F) @ w["W_ih_half"].T).reshape(T, n, 4 * self.hidden_size)
 
     # -- forward: 000 eqs. (30)–(35) ----------------------------------------------------------
     def _begin_forward(self, run) -> None:
@@ -111,25 +113,34 @@ class LSTM(Recurrent):
         run.W_hhT = run.w["W_hh_half"].T
         run.tcs = xp.empty((T, n, self.hidden_size), dtype=run.A.dtype)   # tanh(c_t)
         run.tmp = xp.empty((n, 4 * self.hidden_size), dtype=run.A.dtype)
+        if run.jit:  # the kernels take "no peepholes" as an empty (0, H) array
+            peep = run.w["w_peep_half"]
+            run.peep = peep if peep is not None else numpy.empty((0, self.hidden_size), dtype=run.A.dtype)
 
     def _step(self, run, t: int) -> None:
         xp, H = run.xp, self.hidden_size
         hs, cs = run.states                        # hs[t] = h_{t−1} for step t (hs[0] = h_0)
-        c_prev, a = cs[t], run.A[t]
-        n = a.shape[0]
-        xp.matmul(hs[t], run.W_hhT, out=run.tmp)
-        a += run.tmp
-        peep = run.w["w_peep_half"]
-        if peep is not None:  # ψ ⊙ c_{t−1} into the (halved) I, F, O blocks
-            a[:, :3 * H] += (c_prev[:, None, :] * peep).reshape(n, 3 * H)
-        xp.tanh(a, out=a)
-        sig = a[:, :3 * H]                         # i, f, o = σ(A_I), σ(A_F), σ(A_O)
-        sig *= 0.5
-        sig += 0.5
-        g = a[:, 3 * H:]                           # g = tanh(A_g)
-        c = cs[t + 1]
-        xp.multiply(a[:, H:2 * H], c_prev, out=c)  # c_t = f ⊙ c_{t−1} + i ⊙ g
-        c += a[:, :H] * g
+        c_prev, a, r, c = cs[t], run.A[t], run.tmp, cs[t + 1]
+        xp.matmul(hs[t], run.W_hhT, out=r)         # h_{t−1} W_hhᵀ
+        if run.jit:
+            K.lstm_preactivation(a, r, run.w["b_half"], run.peep, c_prev)
+            xp.tanh(a, out=a)
+            K.lstm_cell(a, c_prev, c)              # i, f, o = ½ tanh + ½;  c_t = f ⊙ c_{t−1} + i ⊙ g
+        else:
+            a += r                                 # A_t = x_t W_ihᵀ + h_{t−1} W_hhᵀ + b
+            a += run.w["b_half"]
+            peep = run.w["w_peep_half"]
+            if peep is not None:  # ψ ⊙ c_{t−1} into the (halved) I, F, O blocks
+                for q in range(3):
+                    a[:, q * H:(q + 1) * H] += c_prev * peep[q]
+            xp.tanh(a, out=a)
+            sig = a[:, :3 * H]                     # i, f, o = σ(A_I), σ(A_F), σ(A_O)
+            sig *= 0.5
+            sig += 0.5
+            ig = r[:, :H]                          # r is free again: i ⊙ g, g = tanh(A_g)
+            xp.multiply(a[:, :H], a[:, 3 * H:], out=ig)
+            xp.multiply(a[:, H:2 * H], c_prev, out=c)  # c_t = f ⊙ c_{t−1} + i ⊙ g
+            c += ig
         tc = run.tcs[t]
         xp.tanh(c, out=tc)
         xp.multiply(a[:, 2 * H:3 * H], tc, out=hs[t + 1])  # h_t = o ⊙ tanh(c_t)
@@ -137,38 +148,57 @@ class LSTM(Recurrent):
     # -- backward: 003 §7 statements (2)–(11) ---------------------------------------------------
     def _begin_backward(self, run, dt):
         xp, H = run.xp, self.hidden_size
+        T, n, _ = run.A.shape
+        back = SimpleNamespace(dh=xp.empty((n, H), dtype=dt))  # Σ_G δ_G[t] W_hh,G of the latest step
+        if run.jit:  # the step kernel reads the gates directly
+            peep = run.w["w_peep"]
+            back.peep = peep if peep is not None else numpy.empty((0, H), dtype=dt)
+            return back
         gates, tcs, c_prev_all = run.A, run.tcs, run.states[1][:-1]
-        T, n, _ = gates.shape
         i, f, o, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
         # Every factor of statements (2)–(6) that does not depend on the errors, for all steps at
         # once (large vectorized operations instead of many small ones inside the loop):
         #   δ_I = ε_s ⊙ [g i(1−i)],  δ_F = ε_s ⊙ [c_{t−1} f(1−f)],  δ_O = ε_a ⊙ [tanh(c_t) o(1−o)],
         #   δ_g = ε_s ⊙ [i(1−g²)],   ε_s gets ε_a ⊙ [o(1 − tanh² c_t)]
         coef = xp.empty((T, n, 4 * H), dtype=dt)
-        coef[..., :H] = g * i * (1 - i)
-        coef[..., H:2 * H] = c_prev_all * f * (1 - f)
-        coef[..., 2 * H:3 * H] = tcs * o * (1 - o)
-        coef[..., 3 * H:] = i * (1 - g * g)
-        return SimpleNamespace(coef=coef, to_s=o * (1 - tcs * tcs), f=f)
+        for k, (u, v) in enumerate(((i, g), (f, c_prev_all), (o, tcs))):  # v ⊙ u(1 − u)
+            blk = coef[..., k * H:(k + 1) * H]
+            xp.subtract(1, u, out=blk)
+            blk *= u
+            blk *= v
+        blk = coef[..., 3 * H:]
+        xp.multiply(g, g, out=blk)
+        xp.subtract(1, blk, out=blk)
+        blk *= i
+        to_s = xp.multiply(tcs, tcs)
+        xp.subtract(1, to_s, out=to_s)
+        to_s *= o
+        back.coef, back.to_s, back.f = coef, to_s, f
+        back.eps_s = xp.empty((n, H), dtype=dt)
+        return back
 
     def _step_back(self, run, back, t: int, errs, d):
         """Given ε_a[t] (7) and the cell-state error from step t+1, write δ_I, δ_F, δ_O, δ_g of
         step t into ``d``; return the errors reaching h_{t−1} and c_{t−1}."""
         xp, H = run.xp, self.hidden_size
         eps_a, dc = errs                                      # dc = ε_s[t+1] f_{t+1} + Σ_G ψ_G δ_G[t+1]
-        n = eps_a.shape[0]
-        eps_s = eps_a * back.to_s[t]                          # (6)
-        eps_s += dc
-        k = back.coef[t]
-        xp.multiply(k[:, :2 * H].reshape(n, 2, H), eps_s[:, None, :], out=d[:, :2 * H].reshape(n, 2, H))  # (5), (4)
-        xp.multiply(k[:, 2 * H:3 * H], eps_a, out=d[:, 2 * H:3 * H])                                      # (2)
-        xp.multiply(k[:, 3 * H:], eps_s, out=d[:, 3 * H:])                                                 # (3)
-        dh = d @ run.w["W_hh"]                                # Σ_G δ_G[t] W_hh,G, into (7) at t−1
-        dc = eps_s * back.f[t]
-        peep = run.w["w_peep"]
-        if peep is not None:
-            dc += (d[:, :3 * H].reshape(n, 3, H) * peep).sum(axis=1)
-        return [dh, dc]
+        if run.jit:                                           # (2)–(6) in one pass; dc becomes step t's
+            K.lstm_step_back(run.A[t], run.states[1][t], run.tcs[t], eps_a, dc, back.peep, d)
+        else:
+            n = eps_a.shape[0]
+            eps_s = xp.multiply(eps_a, back.to_s[t], out=back.eps_s)  # (6)
+            eps_s += dc
+            k = back.coef[t]
+            xp.multiply(k[:, :H], eps_s, out=d[:, :H])                 # (5)
+            xp.multiply(k[:, H:2 * H], eps_s, out=d[:, H:2 * H])       # (4)
+            xp.multiply(k[:, 2 * H:3 * H], eps_a, out=d[:, 2 * H:3 * H])  # (2)
+            xp.multiply(k[:, 3 * H:], eps_s, out=d[:, 3 * H:])         # (3)
+            dc = xp.multiply(eps_s, back.f[t], out=dc)
+            peep = run.w["w_peep"]
+            if peep is not None:
+                dc += (d[:, :3 * H].reshape(n, 3, H) * peep).sum(axis=1)
+        xp.matmul(d, run.w["W_hh"], out=back.dh)              # Σ_G δ_G[t] W_hh,G, into (7) at t−1
+        return [back.dh, dc]
 
     def _public_grads(self, run, deltas, grads):
         inv = run.w["inv"]                                    # back to the public (I, F, g, O) order
