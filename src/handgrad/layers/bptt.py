@@ -145,6 +145,14 @@ class Recurrent(Layer):
                 "mask_value": self.mask_value}
 
     # -- the two loops ----------------------------------------------------------------------
+    # Rows of the batch are independent, so with more than one thread (``accel.num_threads()``)
+    # and at least ``part_rows`` rows per thread, each thread runs both loops over its own
+    # contiguous block of rows (``run.parts``: one namespace per block, holding row-slices of the
+    # pass's buffers) with BLAS held to one thread: the per-step products are too small to split
+    # well, and the element-wise work between them is split too. The blocks depend only on N
+    # and the thread count, so results are the same bits run to run.
+    part_rows = 32
+
     def _forward(self, x, training, states):
         xp = backend.array_module(x)
         n, T, _ = x.shape
@@ -157,8 +165,27 @@ class Recurrent(Layer):
                                            for _ in range(self.n_states)))
         for buf, s0 in zip(run.states, states):
             buf[0] = s0
-        self._begin_forward(run)
-        for t in range(T):
+        run.parts = [self._part(run, a, b) for a, b in _row_blocks(xp, n, self.part_rows)]
+        for part in run.parts:
+            self._begin_forward(part)
+        _run_parts(run.parts, self._forward_steps)
+        if training:
+            self._run = run
+        hs = run.states[0]
+        out = hs[1:].transpose(1, 0, 2) if self.return_sequences else hs[T]
+        return out, [buf[T] for buf in run.states]
+
+    @staticmethod
+    def _part(run, a: int, b: int):
+        """The pass's namespace for rows a:b of the batch (the pass itself when that is all)."""
+        if (a, b) == (0, run.x.shape[0]):
+            return run
+        return SimpleNamespace(xp=run.xp, x=run.x[a:b], x_tm=run.x_tm[:, a:b], A=run.A[:, a:b], w=run.w,
+                               jit=run.jit, mask=None if run.mask is None else run.mask[a:b],
+                               states=tuple(buf[:, a:b] for buf in run.states), rows=(a, b))
+
+    def _forward_steps(self, run) -> None:
+        for t in range(run.A.shape[0]):
             self._step(run, t)
             if run.mask is not None:  # padding carries every state: s_t = s_{t−1} + m (s_t − s_{t−1})
                 m = run.mask[:, t]
@@ -167,11 +194,6 @@ class Recurrent(Layer):
                     s -= buf[t]
                     s *= m
                     s += buf[t]
-        if training:
-            self._run = run
-        hs = run.states[0]
-        out = hs[1:].transpose(1, 0, 2) if self.return_sequences else hs[T]
-        return out, [buf[T] for buf in run.states]
 
     def _backward(self, grad_y, need_input_grad):
         run = self._run
@@ -179,8 +201,34 @@ class Recurrent(Layer):
         n, T, _ = x.shape
         H, dt = self.hidden_size, grad_y.dtype
         deltas = xp.empty((T, n, self.n_gates * H), dtype=dt)      # δ[t] = dC/dz_t
-        carried = [xp.zeros((n, H), dtype=dt) for _ in range(self.n_states)]  # errors from step t+1
-        back = self._begin_backward(run, dt)
+        carried = [xp.empty((n, H), dtype=dt) for _ in range(self.n_states)]  # errors reaching the initial state
+
+        def steps(part):
+            a, b = getattr(part, "rows", (0, n))
+            self._backward_steps(part, grad_y[a:b], deltas[:, a:b], [c[a:b] for c in carried])
+
+        _run_parts(run.parts, steps)
+        if self.trainable:
+            d2 = deltas.reshape(-1, self.n_gates * H)                  # rows ordered (t, n)
+            self.grads.update(self._public_grads(run, deltas, {   # RNN (3)–(5); LSTM (8)–(10), (12)–(14)
+                "b": d2.sum(axis=0),                                             # Σ δ
+                "W_ih": d2.T @ run.x_tm.reshape(-1, self.input_size),             # Σ δᵀ x_t
+                "W_hh": d2.T @ run.states[0][:T].reshape(-1, H),                   # Σ δᵀ h_{t−1}
+            }))
+        self.grad_initial_state = tuple(carried) if self.n_states > 1 else carried[0]
+        self.delta_norms = (backend.to_numpy(xp.sqrt((deltas * deltas).sum(axis=2)).mean(axis=1)).tolist()
+                            if self.record_delta_norms else None)
+        if not need_input_grad:
+            return None
+        return xp.matmul(deltas, run.w["W_ih"]).transpose(1, 0, 2)
+
+    def _backward_steps(self, run, grad_y, deltas, out) -> None:
+        """The loop t = T … 1 for the rows of ``run``: δ[t] into ``deltas[t]``, the errors
+        reaching the initial states into ``out``."""
+        xp, T = run.xp, deltas.shape[0]
+        n, H = deltas.shape[1], self.hidden_size
+        carried = [xp.zeros((n, H), dtype=deltas.dtype) for _ in range(self.n_states)]  # errors from step t+1
+        back = self._begin_backward(run, deltas.dtype)
         for t in range(T - 1, -1, -1):
             e_h = carried[0]
             if self.return_sequences:
@@ -196,19 +244,8 @@ class Recurrent(Layer):
             if run.mask is not None:
                 for c, p in zip(carried, passed):
                     c += p
-        if self.trainable:
-            d2 = deltas.reshape(-1, self.n_gates * H)                  # rows ordered (t, n)
-            self.grads.update(self._public_grads(run, deltas, {   # RNN (3)–(5); LSTM (8)–(10), (12)–(14)
-                "b": d2.sum(axis=0),                                             # Σ δ
-                "W_ih": d2.T @ run.x_tm.reshape(-1, self.input_size),             # Σ δᵀ x_t
-                "W_hh": d2.T @ run.states[0][:T].reshape(-1, H),                   # Σ δᵀ h_{t−1}
-            }))
-        self.grad_initial_state = tuple(carried) if self.n_states > 1 else carried[0]
-        self.delta_norms = (backend.to_numpy(xp.sqrt((deltas * deltas).sum(axis=2)).mean(axis=1)).tolist()
-                            if self.record_delta_norms else None)
-        if not need_input_grad:
-            return None
-        return xp.matmul(deltas, run.w["W_ih"]).transpose(1, 0, 2)
+        for o, c in zip(out, carried):
+            o[...] = c
 
     # -- what a cell may override -----------------------------------------------------------
     def _weights(self) -> dict[str, Any]:
@@ -242,3 +279,37 @@ class Recurrent(Layer):
 
     def _step_back(self, run, back, t: int, errs: list, delta) -> list:
         raise NotImplementedError
+
+
+# -- splitting the batch over threads ---------------------------------------------------------
+_blas = None  # threadpoolctl's controller of the loaded BLAS (False: threadpoolctl is missing)
+
+
+def _blas_controller():
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - optional (the fast extra)
+        except ImportError:
+            _blas = False
+        else:
+            _blas = ThreadpoolController().select(user_api="blas")
+    return _blas
+
+
+def _row_blocks(xp, n: int, min_rows: int) -> list[tuple[int, int]]:
+    """One (start, stop) block of rows per thread, each at least ``min_rows`` long; one block
+    for other array modules than NumPy, or when BLAS cannot be held to one thread."""
+    k = min(accel.num_threads(), n // max(1, min_rows))
+    if k <= 1 or xp is not numpy or not _blas_controller():
+        return [(0, n)]
+    return accel.split(n, k)
+
+
+def _run_parts(parts, fn) -> None:
+    """``fn(part)`` for every part, side by side when there are several (BLAS on one thread)."""
+    if len(parts) == 1:
+        fn(parts[0])
+        return
+    with _blas_controller().limit(limits=1):
+        accel.parallel_for(len(parts), lambda a, b: [fn(p) for p in parts[a:b]])

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import backend, functional as F
 from .._checks import check_option
+from . import _recurrent_kernels as K
 from .base import register
 from .bptt import Recurrent
 
@@ -53,25 +54,37 @@ class RNN(Recurrent):
 
     def _begin_forward(self, run) -> None:
         run.W_hhT = run.w["W_hh"].T
+        run.tmp = run.xp.empty(run.A.shape[1:], dtype=run.A.dtype)
 
     def _step(self, run, t: int) -> None:
         """h_t = act(A_t + h_{t−1} W_hhᵀ), A_t = x_t W_ihᵀ + b (``003`` §6: z[t]⁽²⁾)."""
         hs = run.states[0]
         z = run.A[t]
-        z += hs[t] @ run.W_hhT
+        z += run.xp.matmul(hs[t], run.W_hhT, out=run.tmp)
         h = hs[t + 1]
         if self.activation == "tanh":
             run.xp.tanh(z, out=h)
         else:
             h[...] = F.sigmoid(z)
 
+    def _begin_backward(self, run, dtype):
+        return run.xp.empty((run.A.shape[1], self.hidden_size), dtype=dtype)  # δ[t] W_hh of the latest step
+
     def _step_back(self, run, back, t: int, errs, delta):
         """δ[t] = act'(z_t) ⊙ ε[t] (statement (2)), ε[t] = e_t + δ[t+1] W_hh; returns δ[t] W_hh."""
-        (eps,) = errs
-        h = run.states[0][t + 1]
-        deriv = 1 - h * h if self.activation == "tanh" else h * (1 - h)
-        run.xp.multiply(eps, deriv, out=delta)                       # (2)
-        return [delta @ run.w["W_hh"]]
+        xp, (eps,), h = run.xp, errs, run.states[0][t + 1]
+        tanh = self.activation == "tanh"
+        if run.jit:
+            K.rnn_step_back(eps, h, delta, tanh)                     # (2) in one pass
+        else:                                                        # act' = 1 − h² or (1 − h) h
+            if tanh:
+                xp.multiply(h, h, out=delta)
+                xp.subtract(1, delta, out=delta)
+            else:
+                xp.subtract(1, h, out=delta)
+                delta *= h
+            delta *= eps                                             # (2)
+        return [xp.matmul(delta, run.w["W_hh"], out=back)]
 
     def get_config(self) -> dict[str, Any]:
         return {**self._common_config(), "activation": self.activation, "weight_init": self.weight_init}
