@@ -1,6 +1,7 @@
-"""One training epoch of LSTM(28→128) → Dense(128→10) on sequential Fashion-MNIST (each image
-as 28 rows of 28 features; softmax cross-entropy on the last step; SGD momentum 0.9; batch
-128) with handgrad and with PyTorch CPU, in one process, on the same data and threads.
+"""The ``lstm`` preset: LSTM(28→128) over the 28 rows of each Fashion-MNIST image, Dense(128→10)
+on the last state, softmax cross-entropy, Adam 2e-3 with gradient-norm clipping 5, with handgrad
+and with PyTorch CPU, side by side: training epochs (plain loop and ``hg.fit``), inference, peak
+memory and the GEMM-bound floor, as markdown tables (``harness.py``).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_lstm.py [--repeats 3]
 """
@@ -9,61 +10,46 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-import handgrad as hg  # noqa: E402
-from handgrad import layers as L, optim  # noqa: E402
+from handgrad import presets  # noqa: E402
 
-H = 128
-
-
-def load_data(subset: bool):
-    (x, y), _ = hg.data.load_fashion_mnist_subset() if subset else hg.data.load_fashion_mnist()
-    x = hg.data.standardize(hg.data.to_float(x, flatten=False)).reshape(-1, 28, 28)
-    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
+H, T, F = 128, 28, 28
 
 
-def flops_per_epoch(n: int) -> float:
-    """2 × multiply-adds: the gate products x W_ihᵀ and h W_hhᵀ at 28 steps, forward once and
-    backward twice (no input gradient needed), plus the output layer."""
-    per_step = 4 * H * (28 + H)
-    fwd = 28 * per_step + H * 10
-    return 2.0 * n * 3 * fwd
+def sequence_products(gates: int, label: str):
+    """The recurrent layer (the first trainable one) and the Dense(H→10) output layer."""
+    def products(n: int) -> list[harness.Gemm]:
+        return harness.recurrent_products(n, T, F, H, gates, label) + harness.dense_products(n, H, 10)
+    return products
 
 
-def handgrad_model():
-    m = hg.Sequential([L.LSTM(28, H, return_sequences=False, rng=0), L.Dense(H, 10, rng=1)])
-    return m, optim.SGD(m, 0.05, momentum=0.9)
+def torch_sequence_classifier(torch, cell: str):
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = harness.torch_normalize(torch)
+            self.rnn = (nn.LSTM if cell == "lstm" else nn.RNN)(F, H, batch_first=True)
+            self.out = nn.Linear(H, 10)
+
+        def forward(self, x):
+            return self.out(self.rnn(self.norm(x))[0][:, -1])
+
+    return Net()
 
 
-class TorchLSTM:
-    def __init__(self, torch):
-        nn = torch.nn
-
-        class Net(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.lstm = nn.LSTM(28, H, batch_first=True)
-                self.out = nn.Linear(H, 10)
-
-            def forward(self, x):
-                return self.out(self.lstm(x)[0][:, -1])
-
-        self.model = Net()
+def spec(cell: str, title: str) -> harness.Spec:
+    p = presets.get(cell)
+    return harness.Spec(cell, title, "rows", build=lambda: p.build(), loss=p.loss,
+                        torch_build=lambda torch: torch_sequence_classifier(torch, cell),
+                        recipe=harness.preset_recipe(cell), products=sequence_products(4 if cell == "lstm" else 1, cell))
 
 
-def torch_model(torch):
-    m = TorchLSTM(torch).model
-    return m, torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
-
-
-def main() -> None:
-    harness.main(__doc__, f"LSTM(28→{H}) + Dense({H}→10), sequential Fashion-MNIST", load_data, handgrad_model, torch_model, flops_per_epoch,
-                 samples_option=True)
+SPECS = [spec("lstm", "preset lstm: LSTM(28→128) → Dense(128→10) on the last state, Adam 2e-3, clip 5")]
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(__doc__, "LSTM(28→128) sequence classifier: handgrad vs PyTorch", SPECS)

@@ -1,57 +1,51 @@
-"""One training epoch of the MLP 784-256-128-10 (ReLU, softmax cross-entropy, SGD momentum
-0.9, batch 128) with handgrad and with PyTorch CPU, in one process, on the same data, with the
-same number of threads. Prints seconds per epoch, the time ratio, achieved GFLOP/s and peak
-memory.
+"""The MLP preset 784-256-128-10 (ReLU; dropout 0.2 as ``handgrad train mlp``, and without;
+softmax cross-entropy; the preset's SGD momentum 0.9, lr 0.05, L2 5e-4) with handgrad and with
+PyTorch CPU, side by side: training epochs (plain loop and ``hg.fit``), inference, peak memory
+and the GEMM-bound floor, as markdown tables (see ``harness.py`` for what each section measures).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_mlp.py [--repeats 3]
-
-The OPENBLAS variables are unset for the benchmark only (they select a slower kernel); both
-frameworks run under the same environment.
+    ... --samples 0 --batches 128 --sections training      (full 60,000 images, one batch size)
 """
 from __future__ import annotations
 
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-import handgrad as hg  # noqa: E402
-from handgrad import layers as L, optim  # noqa: E402
+from handgrad import presets  # noqa: E402
 
 SIZES = (784, 256, 128, 10)
 
 
-def load_data(subset: bool):
-    (x, y), _ = hg.data.load_fashion_mnist_subset() if subset else hg.data.load_fashion_mnist()
-    x = hg.data.standardize(hg.data.to_float(x))
-    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
+def products(n: int) -> list[harness.Gemm]:
+    """Three Dense layers; the first needs no input gradient."""
+    out = []
+    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        out += harness.dense_products(n, a, b, input_grad=i > 0)
+    return out
 
 
-def flops_per_epoch(n: int) -> float:
-    """2 × multiply-adds of forward (1×) and backward (2×, less the unneeded input gradient)."""
-    fwd = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
-    return 2.0 * n * (fwd + 2 * fwd - SIZES[0] * SIZES[1])
+def torch_mlp(torch, dropout: float):
+    nn = torch.nn
+    layers = [harness.torch_normalize(torch)]
+    for a, b in zip(SIZES[:-2], SIZES[1:-1]):
+        layers += [nn.Linear(a, b), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+    return nn.Sequential(*layers, nn.Linear(SIZES[-2], SIZES[-1]))
 
 
-def handgrad_model():
-    m = hg.Sequential([L.Dense(784, 256, weight_init="he_normal", rng=0), L.ReLU(),
-                       L.Dense(256, 128, weight_init="he_normal", rng=1), L.ReLU(), L.Dense(128, 10, rng=2)])
-    return m, optim.SGD(m, 0.05, momentum=0.9)
+def spec(name: str, dropout: float) -> harness.Spec:
+    p = presets.get("mlp")
+    return harness.Spec(
+        name, f"preset mlp 784-256-128-10 ReLU, dropout {dropout}, SGD momentum 0.9, L2 5e-4", "flat",
+        build=lambda: p.build(dropout=dropout), loss=p.loss,
+        torch_build=lambda torch: torch_mlp(torch, dropout),
+        recipe=harness.preset_recipe("mlp"), products=products)
 
 
-def torch_model(torch):
-    m = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128),
-                            torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    return m, torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
-
-
-def main() -> None:
-    harness.main(__doc__, 'MLP 784-256-128-10', load_data, handgrad_model, torch_model, flops_per_epoch,
-                 samples_option=False)
+SPECS = [spec("mlp", presets.get("mlp").defaults["dropout"]), spec("mlp-nodrop", 0.0)]
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(__doc__, "MLP 784-256-128-10: handgrad vs PyTorch", SPECS)
