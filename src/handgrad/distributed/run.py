@@ -24,11 +24,9 @@ it builds one ``DistributedRun`` and calls it at these points of the loop, in th
 6. ``broadcast_state(model, optimizer, run)`` — parameters, optimizer state and every random
    generator set to rank 0's, at the start and after a resume.
 
-With ``workers > 1`` threads inside each rank, each thread's replica draws dropout masks from
-its own generator (``training.parallel``): those generators are jumped by the rank
-(``PCG64.jumped``), so masks differ per rank and the run is reproducible for the same K,
-workers and seed, but it does not equal one process. Models without stochastic layers (and
-augmentation in either mode) still equal one process to float rounding.
+With ``workers > 1`` threads inside each rank, each thread's replica draws its part of the
+rank's rows of the global draw (``training.parallel``), so K ranks of k threads equal one
+process, dropout included, to float rounding.
 """
 from __future__ import annotations
 
@@ -108,8 +106,9 @@ class DistributedRun:
         """``step`` (built with ``self.reducer``) on this rank's shard. Call it after the
         stochastic layers were seeded: their generators become row-sharded views."""
         self.workers = workers
-        if workers == 1:
-            self.generators += install_row_sharding(step.models)
+        # the model's own layers view the rank's rows; threads' replicas (workers > 1) take
+        # their views of those rows from the model's layers at every step (training.parallel)
+        self.generators += install_row_sharding(step.models[:1])
         return ShardedStep(model, loss, self.reducer, inner=step, generators=self.generators)
 
     def resume(self, checkpointer, path: str) -> str:
@@ -138,6 +137,3 @@ class DistributedRun:
         gens = [run.streams.shuffle, run.streams.augment, *(layer.rng for layer in run.stochastic),
                 *run.generators.values()]
         broadcast_generators(self.comm, gens)
-        if self.workers > 1 and self.rank > 0:  # each rank's threads draw their own masks
-            for layer in run.stochastic:
-                layer.set_rng(numpy.random.Generator(layer.rng.bit_generator.jumped(self.rank)))

@@ -17,7 +17,9 @@ Random draws are those of one piece: before each step every worker's stochastic 
 gets a generator in the state of the model's own layer, viewing its rows ``a:b`` of the batch
 (``rowshard.RowShardGenerator``: it draws the whole batch's numbers and keeps those rows), so
 the masks, and hence the trained weights, equal ``workers=1``'s up to float rounding, and the
-model's generators move on as one piece's would.
+model's generators move on as one piece's would. Under MPI the model's generators view the
+rank's rows of the global batch, and each worker's view is its part of those rows: K ranks of k
+threads draw one process's masks.
 
 ``DataParallel`` is a step with the interface of ``step.py`` (``step(xb, yb) -> (value, outputs,
 spans)``); under several processes its combined gradient goes on to ``reducer.gradients``.
@@ -101,8 +103,8 @@ class DataParallel:
             last = run(len(parts) - 1, *parts[-1])
             fwd = [f.result() for f in futures] + [last]
         finally:
-            for i in self._stochastic:  # outside a step the model's generators draw as usual
-                self.models[0].layers[i].rng.view = None
+            for i, outer in zip(self._stochastic, self._views):  # as before the step (no view: plain draws)
+                self.models[0].layers[i].rng.view = outer
         total = sum(c for _, _, c in fwd) or 1
         weights = [c / total for _, _, c in fwd]
         main = self.models[0]
@@ -123,10 +125,16 @@ class DataParallel:
     def _share_streams(self, n: int, parts) -> None:
         """Every worker's stochastic layers draw this step's numbers from the state of the
         model's own layer, keeping their part's rows (the model's layer is worker 0's)."""
+        self._views = []
         for i in self._stochastic:
             main = self.models[0].layers[i]
             if not isinstance(main.rng, RowShardGenerator):
                 main.set_rng(row_sharded(main.rng))  # same stream and state object
+            # under MPI the rank's batch is rows A:B of a global batch of N (the rank's view):
+            # worker rows a:b are then rows A + a : A + b of the global draw
+            outer = main.rng.view
+            total, offset = (n, 0) if outer is None or outer[2] - outer[1] != n else (outer[0], outer[1])
+            self._views.append(outer)
             state = main.rng.bit_generator.state
             for w, (a, b) in enumerate(parts):
                 layer = self.models[w].layers[i]
@@ -134,6 +142,6 @@ class DataParallel:
                     bits = type(main.rng.bit_generator)()
                     bits.state = state
                     layer.rng = RowShardGenerator(bits)
-                layer.rng.set_view(n, a, b)
+                layer.rng.set_view(total, offset + a, offset + b)
 
     __call__ = step
