@@ -10,7 +10,8 @@ equations (one forward step, one backward step, with the notes' equation numbers
 
 - parameters ``W_ih`` ``(G·H, F)``, ``W_hh`` ``(G·H, H)``, ``b`` ``(G·H,)``, drawn by
   ``weight_init`` (N(0, 1/fan_in) by default), biases zero;
-- the input term A_t = x_t W_ihᵀ + b of every step as one matrix product before the loop;
+- the input term A_t = x_t W_ihᵀ + b of every step as one matrix product before the loop
+  (LSTM adds b inside each step, in the pass that adds h_{t−1} W_hhᵀ);
 - an optional initial state (``initial_state`` argument of ``forward``, or the
   ``initial_state`` attribute; default zeros) and its gradient after backward
   (``grad_initial_state``); ``stateful=True`` for truncated BPTT (the last state of one call
@@ -30,6 +31,10 @@ A cell implements ``_step(run, t)`` (write the states of step t from those of st
 ``_step_back(run, back, t, errs, delta)`` (given the errors reaching step t's states, write
 δ[t] and return the errors reaching step t − 1's states) and, where it needs them, the hooks
 ``_weights``, ``_input_term``, ``_begin_forward``, ``_begin_backward`` and ``_public_grads``.
+With several threads the batch rows are split into blocks (``run.parts``, see ``part_rows``)
+and each thread runs the steps of its block: the step hooks see a block's namespace, whose
+arrays are row-slices of the pass's (``rows`` = (a, b)); ``_input_term``, ``_public_grads``
+and the parameter sums see the whole pass.
 ``run`` is the pass's namespace: ``xp``, ``x``, ``x_tm`` (x time-major and contiguous),
 ``mask``, ``A`` (the input terms, which a cell may overwrite with its activations), ``states``
 (one ``(T + 1, N, H)`` buffer per state, ``states[k][t]`` = the state before step t), ``w``
@@ -263,11 +268,12 @@ class Recurrent(Layer):
         return A
 
     def _begin_forward(self, run) -> None:  # noqa: B027 - optional hook
-        """Per-pass buffers of the forward steps."""
+        """Per-pass buffers of the forward steps (called once per block of rows, with that
+        block's namespace; backward sees the same namespaces)."""
 
     def _begin_backward(self, run, dtype) -> Any:
         """What the backward steps of this pass need that does not depend on the errors (kept
-        only while backward runs); passed to ``_step_back`` as ``back``."""
+        only while backward runs; once per block of rows); passed to ``_step_back`` as ``back``."""
         return None
 
     def _public_grads(self, run, deltas, grads: dict[str, Any]) -> dict[str, Any]:
@@ -294,6 +300,7 @@ def _blas_controller():
             _blas = False
         else:
             _blas = ThreadpoolController().select(user_api="blas")
+            _blas = _blas if _blas.lib_controllers else False  # no BLAS found: it cannot be held
     return _blas
 
 

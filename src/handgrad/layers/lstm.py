@@ -46,7 +46,10 @@ class LSTM(Recurrent):
 
     The sigmoid gates use σ' = σ(1 − σ); ``000`` eqs. (37)–(41) differentiate them as tanh,
     a slip recorded in ``docs/errata.md``. The parameter sums are single matrix products over
-    all (n, t) after the loop.
+    all (n, t) after the loop. With the JIT on (:func:`handgrad.accel.jit_enabled`), each
+    step's element-wise work runs as the compiled kernels of ``layers/_recurrent_kernels.py``
+    (the backward step (2)–(6) in one pass from the stored gates); otherwise as NumPy
+    operations computing the same equations.
 
     Input ``(N, T, F)``; output ``(N, T, H)``, or ``(N, H)`` with ``return_sequences=False``.
     Params ``W_ih`` ``(4H, F)``, ``W_hh`` ``(4H, H)``, ``b`` ``(4H,)`` (weights N(0, 1/fan_in),
