@@ -22,19 +22,21 @@ import bench_autoencoder  # noqa: E402,F401  (registers the pretraining section)
 import bench_sklearn  # noqa: E402,F401  (registers the sklearn section)
 
 SECTIONS = (*harness.SECTIONS, "sklearn", "pretraining")
-SCRIPTS = {"training": "bench_<model>.py --sections training", "predict": "bench_predict.py",
-           "memory": "bench_<model>.py --sections memory", "floor": "gemm_floor.py",
-           "sklearn": "bench_sklearn.py", "pretraining": "bench_autoencoder.py --sections pretraining"}
+MODEL_SCRIPTS = "bench_mlp.py, bench_lenet.py, bench_rnn.py, bench_lstm.py, bench_autoencoder.py"
+SCRIPTS = {"training": f"`--sections training` of {MODEL_SCRIPTS}", "predict": "`bench_predict.py`",
+           "memory": f"`--sections memory` of the same", "floor": "`gemm_floor.py`",
+           "sklearn": "`bench_sklearn.py`", "pretraining": "`bench_autoencoder.py --sections pretraining`"}
 
 
 def main() -> None:
     args = harness.parser(__doc__, SECTIONS).parse_args()
     ctx = harness.setup(args)
-    sections = args.sections.split(",")
-    passed = [a for a in sys.argv[1:]]
+    sections = harness.section_list(args)
+    passed = sys.argv[1:]
     print(harness.header("handgrad benchmark suite", ctx.torch, [harness.command_line()]) + "\n")
-    print("Each section alone: " + "; ".join(f"`benchmarks/{SCRIPTS[s]}`" for s in sections if s in SCRIPTS)
-          + (f", with the same options ({' '.join(passed)})" if passed else "") + ".\n", flush=True)
+    print("Each section alone (scripts in benchmarks/): " + "; ".join(f"{s}: {SCRIPTS[s]}" for s in sections
+                                                                   if s in SCRIPTS)
+          + (f"; with the same options (`{' '.join(passed)}`)" if passed else "") + ".\n", flush=True)
     harness.run_sections(ctx, harness.pick(harness.all_specs(), args.models), sections)
 
 

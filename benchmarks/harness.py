@@ -16,6 +16,9 @@ Sections (``--sections``; every script takes the same options):
   (forward and backward, no input gradient of the first layer), each timed with NumPy at its
   own shape, summed over the epoch's steps; handgrad's times as multiples of it.
 
+``bench_sklearn.py`` adds the ``sklearn`` section (``MLPClassifier``) and ``bench_autoencoder.py``
+the ``pretraining`` section (RBMs); ``bench_all.py`` runs every section.
+
 Models are ``Spec`` objects defined by ``bench_mlp.py``, ``bench_lenet.py``, ``bench_rnn.py``,
 ``bench_lstm.py`` and ``bench_autoencoder.py`` (``SPECS`` in each); handgrad's side uses the
 public API only (presets, layers, losses, optim, ``hg.fit``, ``model.predict``).
@@ -46,6 +49,7 @@ import shlex  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Callable  # noqa: E402
 
@@ -233,7 +237,7 @@ def header(title: str, torch, commands: list[str]) -> str:
         f"- handgrad {hg.__version__}: JIT {'on' if accel.jit_enabled() else 'off'} "
         f"(`handgrad.accel.jit_enabled()`), `accel.num_threads()` = {accel.num_threads()}; "
         + ", ".join(f"{v} {'unset' if v not in os.environ else '= ' + os.environ[v]}" for v in SLOW_ENV),
-        f"- load average (1, 5, 15 min) at the start: {load_average()} (a busy machine slows both frameworks)",
+        f"- load average (1, 5, 15 min) at the start: {load_average()}" + busy_warning(),
         "- command" + ("s" if len(commands) > 1 else "") + ": " + "; ".join(f"`{c}`" for c in commands),
     ]
     return "\n".join(lines)
@@ -244,6 +248,18 @@ def load_average() -> str:
         return ", ".join(f"{v:.2f}" for v in os.getloadavg())
     except OSError:
         return "?"
+
+
+def busy_warning() -> str:
+    """On a machine busy with other work, multi-threaded BLAS and PyTorch calls wait for
+    descheduled threads (whole scheduler ticks): such timings are not speed measurements."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return ""
+    cores = os.cpu_count() or 1
+    return (f" — **busy machine (load {load:.1f} on {cores} cores): the times below are not speed "
+            "measurements; rerun on a quiet machine**") if load > 0.3 * cores else ""
 
 
 def command_line(argv: list[str] | None = None) -> str:
@@ -350,8 +366,8 @@ def interleaved(runs: dict[str, Callable[[int], float]], repeats: int) -> dict[s
 
 
 def warm_up(runner, batch):
-    """A few steps first: compiled kernels load, thread pools and buffers exist."""
-    runner(batch, 100, n=4 * batch)
+    """Two steps first: compiled kernels load, thread pools and buffers exist."""
+    runner(batch, 100, n=2 * batch)
 
 
 # -- sections ---------------------------------------------------------------------------------------
@@ -393,7 +409,7 @@ def predict_section(ctx, specs) -> str:
         hm, tm = spec.build(), spec.torch_build(torch)
         tm.eval()
         for b in ctx.predict_batches:
-            n = min(x.shape[0], 500 * b)
+            n = min(x.shape[0], 256 * b)
             xs, xt = x[:n], torch.from_numpy(x[:n])
 
             def h(_):
@@ -429,15 +445,21 @@ def child_args(ctx, spec: Spec, mode: str) -> list[str]:
     return args
 
 
+def memory_child(ctx, spec: Spec, mode: str) -> dict:
+    out = subprocess.run(child_args(ctx, spec, mode), capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"memory child {spec.name} {mode} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def memory_section(ctx, specs) -> str:
     rows = []
+    # Three children at a time: a peak RSS does not depend on what else runs (their imports,
+    # about 3 s for handgrad and 6 s for torch, dominate the wall time).
+    with ThreadPoolExecutor(3) as pool:
+        jobs = {(s.name, m): pool.submit(memory_child, ctx, s, m) for s in specs for m in ("loop", "fit", "torch")}
     for spec in specs:
-        mb = {}
-        for mode in ("loop", "fit", "torch"):
-            out = subprocess.run(child_args(ctx, spec, mode), capture_output=True, text=True)
-            if out.returncode:
-                raise RuntimeError(f"memory child {spec.name} {mode} failed:\n{out.stderr}")
-            mb[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        mb = {m: jobs[(spec.name, m)].result() for m in ("loop", "fit", "torch")}
         rows.append([spec.name, mb["loop"]["training_mb"], mb["fit"]["training_mb"], mb["torch"]["training_mb"],
                      ratio(mb["loop"]["training_mb"], mb["torch"]["training_mb"]),
                      ratio(mb["fit"]["training_mb"], mb["torch"]["training_mb"]),
@@ -578,7 +600,7 @@ class Context:
         self.torch = torch
         self.repeats, self.subset = args.repeats, args.subset
         self.samples = args.samples if args.samples is not None else (2000 if args.subset else 10000)
-        self.batches = [int(b) for b in args.batches.split(",")]
+        self.batches = [args.batch] if args.batch else [int(b) for b in args.batches.split(",")]
         self.predict_batches = [int(b) for b in args.predict_batches.split(",")]
         self.memory_batch = args.memory_batch
         self.results: dict = {}
@@ -611,8 +633,15 @@ def parser(doc: str, sections=SECTIONS) -> argparse.ArgumentParser:
     ap.add_argument("--models", default="", help="comma-separated model names (default: all of this script)")
     ap.add_argument("--sections", default=",".join(sections), help=f"comma-separated, of {','.join(sections)}")
     ap.add_argument("--workers", type=int, default=0,
-                    help="override: pass fit(workers=K) (default: not passed, fit's default)")
+                    help="override: pass fit(workers=K) (default, or 0: not passed, fit's default)")
+    ap.add_argument("--batch", type=int, help="one training batch size (the same as --batches B)")
+    ap.add_argument("--no-memory", action="store_true", help="leave out the memory section")
     return ap
+
+
+def section_list(args) -> list[str]:
+    sections = args.sections.split(",")
+    return [s for s in sections if s != "memory"] if args.no_memory else sections
 
 
 def setup(args):
@@ -656,7 +685,7 @@ def main(doc: str, title: str, specs, sections=SECTIONS) -> None:
     args = parser(doc, sections).parse_args()
     ctx = setup(args)
     print(header(title, ctx.torch, [command_line()]) + "\n", flush=True)
-    run_sections(ctx, pick(specs, args.models), args.sections.split(","))
+    run_sections(ctx, pick(specs, args.models), section_list(args))
 
 
 if __name__ == "__main__":
