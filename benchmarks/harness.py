@@ -50,7 +50,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -93,7 +93,6 @@ class Spec:
     recipe: dict                                 # optimizer, lr, momentum, weight_decay, clip_norm
     products: Callable[[int], list[Gemm]]        # batch size -> the GEMMs of one training step
     target: str = "labels"                       # 'labels' (cross-entropy) or 'input' (autoencoder, BCE)
-    extra: dict = field(default_factory=dict)
 
 
 def preset_recipe(name: str, **override) -> dict:
@@ -391,7 +390,7 @@ def training_section(ctx, specs) -> str:
             print(f"[training] {notes[-1]}", file=sys.stderr, flush=True)
     fit_args = ", ".join(f"{k}={v}" for k, v in FIT_KW.items()) or "default arguments"
     text = [f"### Training: seconds per epoch ({ctx.samples_note}; median of {ctx.repeats})", "",
-            table(["model", "batch", "handgrad loop", f"handgrad fit", "PyTorch", "loop / PyTorch", "fit / PyTorch"],
+            table(["model", "batch", "handgrad loop", "handgrad fit", "PyTorch", "loop / PyTorch", "fit / PyTorch"],
                   rows), "",
             f"loop: `forward(training=True)`, `loss.forward`, `backward(loss.backward())`, `step()` over shuffled "
             f"batches; fit: `hg.fit(model, loss, opt, x, y, epochs=1, batch_size=B, progress_bar=False)`, "
