@@ -53,9 +53,8 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Callable  # noqa: E402
 
+import handgrad as hg  # noqa: E402  - before NumPy, as a script that starts with it (OpenBLAS's thread timeout)
 import numpy as np  # noqa: E402
-
-import handgrad as hg  # noqa: E402
 from handgrad import accel, optim, presets  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -235,7 +234,10 @@ def header(title: str, torch, commands: list[str]) -> str:
         f"({torch.get_num_threads()} threads); numba {_version('numba')}; scikit-learn {_version('sklearn')}",
         f"- handgrad {hg.__version__}: JIT {'on' if accel.jit_enabled() else 'off'} "
         f"(`handgrad.accel.jit_enabled()`), `accel.num_threads()` = {accel.num_threads()}; "
-        + ", ".join(f"{v} {'unset' if v not in os.environ else '= ' + os.environ[v]}" for v in SLOW_ENV),
+        + ", ".join(f"{v} {'unset' if v not in os.environ else '= ' + os.environ[v]}" for v in SLOW_ENV)
+        + f"; OPENBLAS_THREAD_TIMEOUT = {os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')} "
+        f"(idle BLAS threads spin long: {accel.blas_threads_spin()}; handgrad's own threads in layers: "
+        f"{accel.own_threads()})",
         f"- load average (1, 5, 15 min) at the start: {load_average()}" + busy_warning(),
         "- command" + ("s" if len(commands) > 1 else "") + ": " + "; ".join(f"`{c}`" for c in commands),
     ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 
+import handgrad  # noqa: F401 - first, as a user's script would: it sets OpenBLAS's thread timeout before NumPy loads
 import pytest
 
 

@@ -2,6 +2,7 @@
 against their NumPy paths; fit's default number of workers."""
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -166,7 +167,8 @@ def test_fused_updates_give_the_numpy_paths_bits(name, dtype):
 def test_fit_uses_every_core_by_default(threads):
     pytest.importorskip("threadpoolctl")
     accel.set_num_threads(3)
-    model = presets.mlp(hidden=(8,))
+    model = hg.Sequential([hg.layers.Conv2D(1, 2, 3), hg.layers.ReLU(), hg.layers.Flatten(),
+                           hg.layers.Dense(2 * 26 * 26, 10)])
     assert step_mod.auto_workers(model) == 3
     assert step_mod.auto_workers(model, processes=2) == 1
     with accel.limit_threads(2):
@@ -180,6 +182,10 @@ def test_fit_uses_every_core_by_default(threads):
     assert step_mod.auto_workers(hg.Sequential([Recorder(), *model.layers])) == 1
     with step_mod.make_step(model, losses.SoftmaxCrossEntropy()) as step:
         assert type(step).__name__ == "DataParallel" and step.workers == 3
+    mlp = presets.mlp(hidden=(8,))  # Dense-like layers only: BLAS threads the one batch's products
+    assert step_mod.auto_workers(mlp) == 1
+    with step_mod.make_step(mlp, losses.SoftmaxCrossEntropy()) as step:
+        assert type(step).__name__ == "PlainStep"
 
 
 def test_fit_default_is_reproducible_and_equals_explicit_workers(threads):
@@ -190,8 +196,9 @@ def test_fit_default_is_reproducible_and_equals_explicit_workers(threads):
     y = y[:300]
     runs = []
     for workers in (None, None, 2):
-        model = presets.mlp(hidden=(32,), dropout=0.2)
-        hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.05, momentum=0.9), x, y, epochs=2,
+        model = hg.Sequential([hg.layers.Conv2D(1, 2, 3, rng=0), hg.layers.MaxPool2D(2), hg.layers.Flatten(),
+                               hg.layers.Dropout(0.2), hg.layers.Dense(2 * 13 * 13, 10, rng=1)])
+        hg.fit(model, losses.SoftmaxCrossEntropy(), optim.SGD(model, 0.05, momentum=0.9), x.reshape(-1, 1, 28, 28), y, epochs=2,
                batch_size=64, progress_bar=False, workers=workers)
         runs.append(model.get_weights())
     for k in runs[0]:
@@ -256,3 +263,54 @@ def test_inference_is_not_split_for_a_users_layer_or_a_given_initial_state(threa
     rnn = presets.sequence_classifier("rnn", hidden=4)
     rnn.layers[1].initial_state = np.zeros((512, 4), dtype=np.float32)
     assert replicas.Inference(rnn, 512, np.zeros((512, 28, 28), np.float32)).k == 1
+
+
+# -- idle BLAS threads that spin beside handgrad's ---------------------------------------------
+def _import_env(code: str, **env) -> str:
+    import os
+    import subprocess
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "HANDGRAD_BLAS_TIMEOUT")}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+SHOW = "import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+
+
+def test_import_before_numpy_shortens_openblas_spin():
+    assert _import_env("import handgrad; " + SHOW) == "20"
+    code = "import handgrad; from handgrad import accel; print(accel.blas_threads_spin())"
+    assert _import_env(code) == "False"  # the bundled OpenBLAS read it when NumPy loaded
+
+
+def test_import_after_numpy_or_a_user_choice_leaves_it_alone():
+    assert _import_env("import numpy, handgrad; " + SHOW) == "None"
+    assert _import_env("import handgrad; " + SHOW, OPENBLAS_THREAD_TIMEOUT="25") == "25"
+    assert _import_env("import handgrad; " + SHOW, HANDGRAD_BLAS_TIMEOUT="0") == "None"
+    code = "import numpy, handgrad; from handgrad import accel; print(accel.blas_threads_spin())"
+    assert _import_env(code) == "True"
+
+
+@pytest.mark.parametrize("spin, blas_one, expected", [(False, False, 3), (True, True, 3), (True, False, 1)])
+def test_own_threads(monkeypatch, spin, blas_one, expected):
+    if not accel.blas_available():
+        pytest.skip("threadpoolctl is not installed")
+    monkeypatch.setattr(accel, "_spin", spin)
+    accel.set_num_threads(3)
+    try:
+        with accel.blas_limit(1) if blas_one else contextlib.nullcontext():
+            assert accel.own_threads() == expected
+        with accel.limit_threads(1):
+            assert accel.own_threads() == 1
+    finally:
+        accel.set_num_threads(None)
+
+
+def test_unknown_blas_counts_as_spinning(monkeypatch):
+    monkeypatch.setattr(accel, "_controller", None)
+    monkeypatch.setattr(accel, "_blas_controller", lambda: None)
+    assert accel._query_spin() is True

@@ -115,6 +115,59 @@ def blas_available() -> bool:
     return _blas_controller() is not None
 
 
+_spin = None  # cached result of blas_threads_spin()
+
+# OpenBLAS spins idle threads for 2^timeout cycles; up to 2^22 (~1.5 ms) they are asleep before
+# handgrad's own threads start their next part in earnest.
+SHORT_SPIN = 22
+
+
+def blas_threads_spin() -> bool:
+    """Whether the BLAS library's idle threads busy-wait long after each product (OpenBLAS
+    without a short ``OPENBLAS_THREAD_TIMEOUT``, or a BLAS whose behaviour is not known), so
+    that threads handgrad starts right after a product would share cores with them. Layers split
+    their own work over threads only when this is False or BLAS runs one thread
+    (:func:`own_threads`)."""
+    global _spin
+    if _spin is None:
+        _spin = _query_spin()
+    return _spin
+
+
+def _query_spin() -> bool:
+    ctl = _blas_controller()
+    if ctl is None:
+        return True
+    libs = [lib for lib in ctl.lib_controllers if lib.user_api == "blas"]
+    if not libs or any(lib.internal_api != "openblas" for lib in libs):
+        return True
+    try:
+        import ctypes  # noqa: PLC0415
+
+        for lib in libs:
+            timeout = getattr(ctypes.CDLL(lib.filepath), "openblas_thread_timeout")
+            timeout.restype = ctypes.c_int
+            value = timeout()
+            if not 1 <= value <= SHORT_SPIN:
+                return True
+    except (OSError, AttributeError):  # an OpenBLAS without the query: assume the default spin
+        return True
+    return False
+
+
+def own_threads() -> int:
+    """How many threads a layer may split its own work over here: :func:`num_threads`, or 1
+    where BLAS threads would spin beside them (:func:`blas_threads_spin`) unless BLAS is held
+    to one thread anyway."""
+    n = num_threads()
+    if n > 1 and blas_threads_spin():
+        ctl = _blas_controller()
+        blas = [lib.num_threads for lib in ctl.lib_controllers if lib.user_api == "blas"] if ctl else []
+        if not blas or max(blas) > 1:
+            return 1
+    return n
+
+
 @contextlib.contextmanager
 def blas_limit(n: int):
     """Inside, BLAS uses at most ``n`` threads (process-wide: for regions where handgrad's own

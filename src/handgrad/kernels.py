@@ -113,16 +113,57 @@ def im2col_wide(x, kh: int, kw: int):
     return view.reshape(c * kh * kw, n * oh * w)
 
 
-def col2im_wide(cols, shape, kh: int, kw: int):
+def flat_padded(x, kw: int):
+    """The padded input of a stride-1 layer as the flat ``(N, C, (H + 1)·W)`` array that
+    :func:`wide_columns` and :func:`sample_columns` read (see :func:`im2col_wide`)."""
+    return _flat_padded(x, kw)
+
+
+def wide_columns(flat, a: int, b: int, w: int, kh: int, kw: int, out=None):
+    """``im2col_wide`` of samples a:b of an input already in ``flat_padded`` form (image width
+    ``w``): ``(K, (b − a)·OH·W)``, batch folded into the columns (written into ``out`` of that
+    shape when given)."""
+    xp = backend.array_module(flat)
+    n, c, length = flat.shape
+    run = (length // w - (1 if kw > 1 else 0) - kh + 1) * w
+    s0, s1, s2 = flat.strides
+    view = xp.lib.stride_tricks.as_strided(
+        flat[a:b], shape=(c, kh, kw, b - a, run), strides=(s1, w * s2, s2, s0, s2), writeable=False)
+    if out is None:
+        return view.reshape(c * kh * kw, (b - a) * run)
+    xp.copyto(out.reshape(view.shape), view)
+    return out
+
+
+def sample_columns(flat, a: int, b: int, w: int, kh: int, kw: int, out=None):
+    """The same columns one sample at a time, ``(b − a, K, OH·W)``: ``W_mat @ cols`` is then
+    the ``(b − a, D, OH·W)`` output in NCHW order (full-width rows); into ``out`` when given."""
+    xp = backend.array_module(flat)
+    n, c, length = flat.shape
+    run = (length // w - (1 if kw > 1 else 0) - kh + 1) * w
+    s0, s1, s2 = flat.strides
+    view = xp.lib.stride_tricks.as_strided(
+        flat[a:b], shape=(b - a, c, kh, kw, run), strides=(s0, s1, w * s2, s2, s2), writeable=False)
+    if out is None:
+        return view.reshape(b - a, c * kh * kw, run)
+    xp.copyto(out.reshape(view.shape), view)
+    return out
+
+
+def col2im_wide(cols, shape, kh: int, kw: int, out=None):
     """Adjoint of ``im2col_wide``: ``(K, N·OH·W)`` → ``(N, C, H, W)`` (a transposed view of a
     ``(C, N, H, W)`` buffer) by kH·kW additions of contiguous runs — the full convolution of δ
-    with the 180°-rotated kernel."""
+    with the 180°-rotated kernel. ``out``: a ``(C, N, H·W + W)`` buffer to sum into (``H·W``
+    when kW = 1), zeroed here."""
     xp = backend.array_module(cols)
     n, c, h, w = shape
     oh = h - kh + 1
     run = oh * w
     extra = w if kw > 1 else 0
-    out = xp.zeros((c, n, h * w + extra), dtype=cols.dtype)
+    if out is None:
+        out = xp.zeros((c, n, h * w + extra), dtype=cols.dtype)
+    else:
+        out.fill(0)
     cols = cols.reshape(c, kh, kw, n, run)
     for i in range(kh):
         for j in range(kw):

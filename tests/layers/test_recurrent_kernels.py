@@ -107,6 +107,7 @@ def split_in_three(monkeypatch):
     """Three threads and blocks of at least two rows: a batch of 8 runs as blocks 2, 3, 3."""
     monkeypatch.setattr(layers.LSTM, "part_rows", 2)
     monkeypatch.setattr(layers.RNN, "part_rows", 2)
+    monkeypatch.setattr(accel, "_spin", False)  # idle BLAS threads do not spin (accel.own_threads)
     accel.set_num_threads(3)
     yield 3 if importlib.util.find_spec("threadpoolctl") is not None else 1
     accel.set_num_threads(None)

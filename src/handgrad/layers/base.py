@@ -31,6 +31,11 @@ class Layer:
 
     #: whether the layer draws random numbers when training (Dropout, StochasticBinary)
     stochastic: ClassVar[bool] = False
+    #: whether splitting the batch over threads (``fit``'s workers) pays for this layer: much
+    #: element-wise or memory-bound work between small products (convolution, pooling, LSTM).
+    #: A model of only Dense-like layers runs faster as one batch with BLAS on every core, so
+    #: ``fit``'s default ``workers`` is 1 for it (``training/step.py``, ``auto_workers``).
+    splits_well: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}

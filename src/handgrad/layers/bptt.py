@@ -305,9 +305,10 @@ def _blas_controller():
 
 
 def _row_blocks(xp, n: int, min_rows: int) -> list[tuple[int, int]]:
-    """One (start, stop) block of rows per thread, each at least ``min_rows`` long; one block
-    for other array modules than NumPy, or when BLAS cannot be held to one thread."""
-    k = min(accel.num_threads(), n // max(1, min_rows))
+    """One (start, stop) block of rows per thread (``accel.own_threads()``), each at least
+    ``min_rows`` long; one block for other array modules than NumPy, when BLAS cannot be held to
+    one thread, or when its idle threads would spin beside ours (``accel.blas_threads_spin``)."""
+    k = min(accel.own_threads(), n // max(1, min_rows))
     if k <= 1 or xp is not numpy or not _blas_controller():
         return [(0, n)]
     return accel.split(n, k)

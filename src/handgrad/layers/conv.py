@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import backend, init
+import numpy
+
+from .. import accel, backend, init
 from .._checks import check_float_array, check_positive_int
-from ..kernels import col2im, col2im_wide, im2col, im2col_wide, out_size, pad, pair
+from ..kernels import (col2im, col2im_wide, flat_padded, im2col, out_size, pad, pair, sample_columns,
+                       wide_columns)
 from .base import Layer, register
 
 
@@ -27,6 +30,35 @@ def _weight_grad(delta, cols, n: int):
     return (cols @ delta.T).T
 
 
+# -- stride 1: blocks of samples ----------------------------------------------------------------
+# The columns of a whole batch are large (LeNet's first layer: 25 × 128·28·32 floats, 11 MB), so
+# writing them and reading them back runs at memory speed. Blocks of samples whose columns fit
+# in cache (``block_bytes``) are built, multiplied and dropped one after the other, in parallel
+# over ``accel.num_threads()`` threads with BLAS on one thread each; backward rebuilds each
+# block's columns from the padded input the layer keeps (a fraction of their size). The blocks
+# depend only on N, the layer's shape and the thread count, and the per-block weight-gradient
+# sums are added in block order: the same bits run to run. Other array modules: one block.
+block_bytes = 3 << 20
+
+
+def _blocks(xp, n: int, sample_bytes: int) -> list[tuple[int, int]]:
+    if xp is not numpy:
+        return [(0, n)]
+    threads = max(1, min(accel.own_threads(), n))
+    per_thread = -(-n * sample_bytes // (threads * block_bytes))  # blocks per thread, ≥ 1
+    return accel.split(n, min(n, threads * max(1, per_thread)))
+
+
+def _run_blocks(xp, count: int, part) -> None:
+    """``part(i, j)`` over block indices, the blocks of one thread after another."""
+    threads = accel.own_threads() if xp is numpy else 1
+    if count == 1 or threads == 1:
+        part(0, count)  # BLAS may use its threads for each block's products
+        return
+    with accel.blas_limit(1):
+        accel.parallel_for(count, part, parts=threads)
+
+
 @register
 class Conv2D(Layer):
     r"""Multi-channel 2-D cross-correlation with stride and zero padding.
@@ -37,9 +69,11 @@ class Conv2D(Layer):
 
     with x̃ the input zero-padded by ``padding``. Computed as im2col: every receptive field is
     unrolled into a column of X_col ``(N, K, OH·OW)`` and y_n = W_mat X_col,n with
-    W_mat = W.reshape(D, K). With stride 1 the columns span full padded rows and fold the batch
-    in (``kernels.im2col_wide``, X_col ``(K, N·OH·Wp)``): the layer is one matrix product, and
-    im2col/col2im move contiguous runs; the extra columns are dropped and carry no error. Other
+    W_mat = W.reshape(D, K). With stride 1 the columns span full padded rows
+    (``kernels.sample_columns``/``wide_columns``): im2col/col2im move contiguous runs, and the
+    extra columns are dropped and carry no error. They are built for blocks of samples that fit
+    in cache, multiplied and dropped (on several threads where ``accel.own_threads()`` allows),
+    and rebuilt in backward from the padded input the layer keeps (see ``_blocks``). Other
     strides use one product per sample.
 
     Backward, with δ = dC/dy ``(N, D, OH, OW)``:
@@ -60,6 +94,8 @@ class Conv2D(Layer):
     Params: ``W`` ``(D, C, kH, kW)`` drawn by ``weight_init`` with fan-in C·kH·kW (default
     N(0, 1/fan_in), ``003`` §4); ``b`` ``(D,)`` zeros.
     """
+
+    splits_well = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, *,
                  untied_bias=None, weight_init: str = "normal_fan_in", bias_init: str = "zeros", rng=None,
@@ -117,12 +153,21 @@ class Conv2D(Layer):
         n, d = x.shape[0], self.out_channels
         oh, ow = out_size(xpad.shape[2], kh, sh), out_size(xpad.shape[3], kw, sw)
         wide = (sh, sw) == (1, 1)
-        if wide:  # one product for the whole batch: (D, K)(K, N·OH·Wp)
-            cols = im2col_wide(xpad, kh, kw)
-            y = W.reshape(d, -1) @ cols
-            if self.untied_bias is None:
-                y += b[:, None]
-            out = y.reshape(d, n, oh, xpad.shape[3])[..., :ow].transpose(1, 0, 2, 3)
+        if wide:  # per block of samples: (D, K)(K, OH·Wp) products straight into NCHW order
+            flat, wp = flat_padded(xpad, kw), xpad.shape[3]
+            blocks = _blocks(xp, n, self.in_channels * kh * kw * oh * wp * x.dtype.itemsize)
+            y = xp.empty((n, d, oh * wp), dtype=x.dtype)
+            Wm, bias = W.reshape(d, -1), (b[:, None] if self.untied_bias is None else None)
+
+            def part(i, j):
+                for a, z in blocks[i:j]:
+                    cols = self._scratch("cols", i, (z - a, Wm.shape[1], oh * wp), x.dtype, xp)
+                    xp.matmul(Wm, sample_columns(flat, a, z, wp, kh, kw, out=cols), out=y[a:z])
+                    if bias is not None:
+                        y[a:z] += bias
+
+            _run_blocks(xp, len(blocks), part)
+            out, cols = y.reshape(n, d, oh, wp)[..., :ow], flat
         else:     # one product per sample: (D, K)(K, OH·OW)
             cols = im2col(xpad, kh, kw, sh, sw)
             y = xp.matmul(W.reshape(d, -1), cols)
@@ -135,6 +180,18 @@ class Conv2D(Layer):
             self._cols, self._xpad_shape = cols, xpad.shape
         return out
 
+    def _scratch(self, name: str, part: int, shape, dtype, xp):
+        """A work buffer of ``shape`` kept between calls (one per name and thread part), so
+        the blocks' columns and errors do not fault in fresh pages at every step."""
+        store = self.__dict__.setdefault("_buffers", {})
+        size = 1
+        for s in shape:
+            size *= s
+        buf = store.get((name, part))
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = store[(name, part)] = xp.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
     def _backward(self, grad_y, need_input_grad: bool):
         xp = backend.array_module(grad_y)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -143,17 +200,39 @@ class Conv2D(Layer):
         wide = (sh, sw) == (1, 1)
         Wm = W.reshape(d, -1)
         if wide:
-            # δ laid out (D, N·OH·Wp), zero on the extra columns of the full-width rows
-            wp = self._xpad_shape[3]
-            delta = xp.zeros((d, n, oh, wp), dtype=grad_y.dtype)
-            delta[..., :ow] = grad_y.transpose(1, 0, 2, 3)
-            delta = delta.reshape(d, -1)
+            # per block of samples a:z: δ laid out (D, m·OH·Wp), zero on the extra columns of the
+            # full-width rows; the columns are rebuilt from the kept padded input (in cache)
+            flat, (_, c, hp, wp) = self._cols, self._xpad_shape
+            blocks = _blocks(xp, n, c * kh * kw * oh * wp * grad_y.dtype.itemsize)
+            part_W = xp.empty((len(blocks), d, c * kh * kw), dtype=grad_y.dtype)
+            part_b = xp.empty((len(blocks), d), dtype=grad_y.dtype)
+            dxp = xp.empty((n, c, hp, wp), dtype=grad_y.dtype) if need_input_grad else None
+            WmT = xp.ascontiguousarray(Wm.T)
+
+            def part(i, j):
+                for q in range(i, j):
+                    a, z = blocks[q]
+                    m, dtype, k = z - a, grad_y.dtype, WmT.shape[0]
+                    delta = self._scratch("delta", i, (d, m, oh, wp), dtype, xp)
+                    delta[..., ow:] = 0
+                    delta[..., :ow] = grad_y[a:z].transpose(1, 0, 2, 3)
+                    delta = delta.reshape(d, -1)
+                    if self.trainable:
+                        delta.sum(axis=1, out=part_b[q])
+                        cols = self._scratch("cols", i, (k, m * oh * wp), dtype, xp)
+                        part_W[q] = _weight_grad(delta, wide_columns(flat, a, z, wp, kh, kw, out=cols), m)
+                    if need_input_grad:
+                        dcols = xp.matmul(WmT, delta, out=self._scratch("dcols", i, (k, m * oh * wp), dtype, xp))
+                        acc = self._scratch("dx", i, (c, m, hp * wp + (wp if kw > 1 else 0)), dtype, xp)
+                        dxp[a:z] = col2im_wide(dcols, (m, c, hp, wp), kh, kw, out=acc)
+
+            _run_blocks(xp, len(blocks), part)
             if self.trainable:  # a frozen layer passes the error on but computes no parameter gradient
-                self.grads["b"] = delta.sum(axis=1) if self.untied_bias is None else grad_y.sum(axis=0)
-                self.grads["W"] = _weight_grad(delta, self._cols, n).reshape(W.shape)
+                self.grads["b"] = part_b.sum(axis=0) if self.untied_bias is None else grad_y.sum(axis=0)
+                self.grads["W"] = part_W.sum(axis=0).reshape(W.shape)
             if not need_input_grad:
                 return None
-            dx = col2im_wide(Wm.T @ delta, self._xpad_shape, kh, kw)
+            dx = dxp
         else:
             delta = grad_y.reshape(n, d, oh * ow)                 # (N, D, OH·OW)
             if self.trainable:

@@ -58,6 +58,8 @@ class LSTM(Recurrent):
     b_ih + b_hh; ours is their sum.
     """
 
+    splits_well = True
+
     n_states = 2
     n_gates = 4
 

@@ -61,6 +61,8 @@ class MaxPool2D(_Pool2D):
     With overlapping windows a unit that wins several windows receives the sum of their errors.
     """
 
+    splits_well = True
+
     def _forward(self, x, training):
         xp = backend.array_module(x)
         kh, kw, sh, sw, oh, ow = self._geometry(x)
@@ -123,6 +125,8 @@ class AvgPool2D(_Pool2D):
     windows that contain it when they overlap. (``000`` eq. (49) multiplies by p₁p₂ instead of
     dividing: errata entry 9.)
     """
+
+    splits_well = True
 
     def _forward(self, x, training):
         kh, kw, sh, sw, oh, ow = self._geometry(x)
