@@ -222,7 +222,8 @@ class Conv2D(Layer):
                         cols = self._scratch("cols", i, (k, m * oh * wp), dtype, xp)
                         part_W[q] = _weight_grad(delta, wide_columns(flat, a, z, wp, kh, kw, out=cols), m)
                     if need_input_grad:
-                        dcols = xp.matmul(WmT, delta, out=self._scratch("dcols", i, (k, m * oh * wp), dtype, xp))
+                        # the columns are spent: their buffer takes W_matᵀ δ
+                        dcols = xp.matmul(WmT, delta, out=self._scratch("cols", i, (k, m * oh * wp), dtype, xp))
                         acc = self._scratch("dx", i, (c, m, hp * wp + (wp if kw > 1 else 0)), dtype, xp)
                         dxp[a:z] = col2im_wide(dcols, (m, c, hp, wp), kh, kw, out=acc)
 
