@@ -314,3 +314,17 @@ def test_unknown_blas_counts_as_spinning(monkeypatch):
     monkeypatch.setattr(accel, "_controller", None)
     monkeypatch.setattr(accel, "_blas_controller", lambda: None)
     assert accel._query_spin() is True
+
+
+def test_auto_workers_keep_enough_rows_each(threads):
+    pytest.importorskip("threadpoolctl")
+    accel.set_num_threads(4)
+    conv = hg.Sequential([hg.layers.Conv2D(1, 2, 3), hg.layers.Flatten(), hg.layers.Dense(2 * 26 * 26, 10)])
+    lstm = hg.Sequential([hg.layers.LSTM(28, 8, return_sequences=False), hg.layers.Dense(8, 10)])
+    assert step_mod.auto_workers(conv, rows=128) == 4
+    assert step_mod.auto_workers(conv, rows=40) == 2        # 16 rows each at least
+    assert step_mod.auto_workers(conv, rows=8) == 1
+    assert step_mod.auto_workers(lstm, rows=512) == 4
+    assert step_mod.auto_workers(lstm, rows=128) == 2       # the LSTM needs 64 rows per worker
+    assert step_mod.auto_workers(lstm, rows=32) == 1
+    assert step_mod.auto_workers(lstm) == 4                 # rows unknown: the whole budget

@@ -133,3 +133,23 @@ def test_maxpool_non_contiguous_input():
     r = both_paths(lambda: layers.MaxPool2D(2), x, g)
     np.testing.assert_array_equal(r[True][0], r[False][0])
     np.testing.assert_array_equal(r[True][1], r[False][1])
+
+
+@pytest.mark.parametrize("view", ["wide_rows", "sliced_channels", "transposed", "contiguous"])
+@pytest.mark.parametrize("jit", [False, True], ids=["numpy", "jit"])
+def test_relu_reads_strided_inputs_in_place(view, jit):
+    """A convolution's output is a view of full-width rows; ReLU's result (and NaN, −0) is the
+    same as ``np.maximum`` on every layout (C-ordered from the kernels)."""
+    base = np.random.default_rng(0).standard_normal((3, 4, 5, 9)).astype(np.float32)
+    base[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    x = {"wide_rows": base[..., :7], "sliced_channels": base[:, 1:3], "transposed": base.transpose(1, 0, 2, 3),
+         "contiguous": base}[view]
+    layer = layers.ReLU()
+    with accel.use_jit(jit):
+        y = layer.forward(x, training=True)
+        dx = layer.backward(np.ones_like(y))
+    ref = np.maximum(x, 0)
+    assert y.flags.c_contiguous or not jit  # NumPy keeps the input's layout
+    np.testing.assert_array_equal(y, ref)
+    assert not np.signbit(y[np.isfinite(y)]).any()
+    np.testing.assert_array_equal(dx, (ref > 0).astype(np.float32))

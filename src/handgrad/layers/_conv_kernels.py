@@ -28,6 +28,16 @@ def relu_forward(x, y):
 
 
 @accel.kernel
+def relu_forward_rows(x, y):
+    """``relu_forward`` over the rows of 2-D arrays whose rows may be strided (a convolution's
+    output is a view of full-width rows: ReLU reads it where it lies instead of copying it)."""
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            v = x[r, i]
+            y[r, i] = v if v > 0 or v != v else 0.0
+
+
+@accel.kernel
 def relu_backward(g, y, dx):
     """dx = g · (y > 0) over flat arrays (``003`` §2 statement (2) with σ' = 1[z > 0])."""
     for i in range(g.shape[0]):

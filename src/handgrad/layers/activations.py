@@ -20,6 +20,19 @@ def _fused(xp, x) -> bool:
     return xp is numpy and x.dtype in (numpy.float32, numpy.float64) and x.size > 0 and accel.jit_enabled()
 
 
+def _row_view(x):
+    """``x`` as a 2-D view of rows (its last axis contiguous, the others mergeable into one), or
+    None when it is C-contiguous (the flat kernels serve it) or cannot be viewed so."""
+    if x.flags.c_contiguous or x.ndim < 2 or x.strides[-1] != x.itemsize:
+        return None
+    rows = x.view()
+    try:
+        rows.shape = (-1, x.shape[-1])  # raises instead of copying
+    except AttributeError:
+        return None
+    return rows
+
+
 @register
 class Identity(Layer):
     """The linear neurons of ``003`` §1 (and §3's linear output units).
@@ -97,9 +110,12 @@ class ReLU(Layer):
     def _forward(self, x, training):
         xp = backend.array_module(x)
         if _fused(xp, x):
-            x = xp.ascontiguousarray(x)
             y = xp.empty(x.shape, dtype=x.dtype)
-            _ck.relu_forward(x.reshape(-1), y.reshape(-1))
+            rows = _row_view(x)
+            if rows is not None:  # strided rows, read in place
+                _ck.relu_forward_rows(rows, y.reshape(rows.shape))
+            else:
+                _ck.relu_forward(xp.ascontiguousarray(x).reshape(-1), y.reshape(-1))
         else:
             y = xp.maximum(x, 0)
         if training:

@@ -150,8 +150,9 @@ class Recurrent(Layer):
                 "mask_value": self.mask_value}
 
     # -- the two loops ----------------------------------------------------------------------
-    # Rows of the batch are independent, so with more than one thread (``accel.num_threads()``)
-    # and at least ``part_rows`` rows per thread, each thread runs both loops over its own
+    # Rows of the batch are independent, so with more than one thread (``accel.own_threads()``:
+    # the thread budget, or 1 where idle BLAS threads would spin beside ours) and at least
+    # ``part_rows`` rows per thread, each thread runs both loops over its own
     # contiguous block of rows (``run.parts``: one namespace per block, holding row-slices of the
     # pass's buffers) with BLAS held to one thread: the per-step products are too small to split
     # well, and the element-wise work between them is split too. The blocks depend only on N

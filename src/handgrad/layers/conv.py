@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import threading
+
 import numpy
 
 from .. import accel, backend, init
@@ -39,6 +41,7 @@ def _weight_grad(delta, cols, n: int):
 # depend only on N, the layer's shape and the thread count, and the per-block weight-gradient
 # sums are added in block order: the same bits run to run. Other array modules: one block.
 block_bytes = 3 << 20
+_work: dict = {}  # Conv2D._scratch's buffers, by (name, thread, dtype, array module)
 
 
 def _blocks(xp, n: int, sample_bytes: int) -> list[tuple[int, int]]:
@@ -181,15 +184,16 @@ class Conv2D(Layer):
         return out
 
     def _scratch(self, name: str, part: int, shape, dtype, xp):
-        """A work buffer of ``shape`` kept between calls (one per name and thread part), so
-        the blocks' columns and errors do not fault in fresh pages at every step."""
-        store = self.__dict__.setdefault("_buffers", {})
+        """A work buffer of ``shape`` kept between calls, so the blocks' columns and errors do
+        not fault in fresh pages at every step. One per name and thread, shared by every
+        convolution (they never run at once in one thread; nothing in it outlives a call)."""
+        key = (name, threading.get_ident(), numpy.dtype(dtype).str, xp.__name__)
         size = 1
         for s in shape:
             size *= s
-        buf = store.get((name, part))
-        if buf is None or buf.size < size or buf.dtype != dtype:
-            buf = store[(name, part)] = xp.empty(size, dtype=dtype)
+        buf = _work.get(key)
+        if buf is None or buf.size < size:
+            buf = _work[key] = xp.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
 
     def _backward(self, grad_y, need_input_grad: bool):

@@ -59,6 +59,7 @@ class LSTM(Recurrent):
     """
 
     splits_well = True
+    split_min_rows = 64  # 16-row parts of a batch of 32 made the epoch 1.5× slower than one piece (2 cores)
 
     n_states = 2
     n_gates = 4

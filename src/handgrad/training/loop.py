@@ -109,7 +109,8 @@ def fit(model, loss: Loss, optimizer, x, y, epochs: int = 1, batch_size: int = 3
         handle_signals=handle_signals, workers=workers)
     reducer, par = _reducer(reducer, distributed)                    # par: None for one process
     streams = RandomStreams(cfg.seed)
-    workers = resolve_workers(cfg.workers, model, 1 if par is None else local_processes())
+    workers = resolve_workers(cfg.workers, model, 1 if par is None else local_processes(),
+                              rows=cfg.batch_size // (1 if par is None else par.size))
     with _fenced(par), make_step(model, loss, workers, reducer) as step:
         if par is None:
             train, val = _datasets(model, x, y, validation_data, cfg, streams)

@@ -64,7 +64,7 @@ def local_processes() -> int:
     return 1
 
 
-def auto_workers(model, processes: int = 1) -> int:
+def auto_workers(model, processes: int = 1, rows: int | None = None) -> int:
     """``fit``'s default ``workers``: this process's share of the thread budget
     (``accel.num_threads()``: ``HANDGRAD_NUM_THREADS``, ``OMP_NUM_THREADS`` or the cores,
     divided among the ``processes`` on this host), or 1 where threads cannot help: a model
@@ -74,21 +74,28 @@ def auto_workers(model, processes: int = 1) -> int:
     recurrent layer (its state runs through the batch in order), a layer defined outside
     handgrad (a replica is rebuilt from ``get_config`` and would not carry what such a layer
     keeps besides its parameters) or no ``threadpoolctl`` (BLAS could not be held to one
-    thread per worker, and the threads would oversubscribe the cores)."""
+    thread per worker, and the threads would oversubscribe the cores). ``rows``: the batch rows
+    of this process; the workers are capped so each gets at least the ``split_min_rows`` of
+    every splitting layer (16; LSTM 64)."""
     from .. import accel
     from ..replicas import replicable
     from . import parallel
 
     if not replicable(model.layers) or not parallel.available():
         return 1
-    if not any(getattr(layer, "splits_well", False) for layer in model.layers):
+    split = [layer for layer in model.layers if getattr(layer, "splits_well", False)]
+    if not split:
         return 1  # Dense-like layers only: one batch, BLAS threads do the products
-    return max(1, accel.num_threads() // max(1, processes))
+    workers = max(1, accel.num_threads() // max(1, processes))
+    if rows is not None:  # each worker keeps at least the rows its layers need to gain
+        need = max(getattr(layer, "split_min_rows", 16) for layer in split)
+        workers = max(1, min(workers, rows // need))
+    return workers
 
 
-def resolve_workers(workers, model, processes: int = 1) -> int:
+def resolve_workers(workers, model, processes: int = 1, rows: int | None = None) -> int:
     """``workers`` as given, or :func:`auto_workers` for ``None``."""
-    return auto_workers(model, processes) if workers is None else workers
+    return auto_workers(model, processes, rows) if workers is None else workers
 
 
 def make_step(model, loss, workers: int | None = None, reducer=LOCAL, processes: int = 1):
