@@ -117,3 +117,19 @@ def test_kept_buffers_do_not_leak_into_outputs(tiny_blocks):
     y2 = layer.forward(x2, training=True)
     layer.backward(np.full_like(y2, 2.0))
     assert np.array_equal(y1, keep[0]) and np.array_equal(dx1, keep[1]) and np.array_equal(keep[2], keep_W)
+
+
+@pytest.mark.skipif(not accel.jit_available(), reason="numba is not installed")
+@pytest.mark.parametrize("channels", [6, 16])
+@pytest.mark.parametrize("cfg", CASES, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_input_gradient_equals_numpy(cfg, dtype, channels, monkeypatch):
+    """The compiled input gradient (few output channels) against col2im(W_matᵀ δ) in NumPy."""
+    monkeypatch.setattr(conv, "direct_input_grad_channels", channels)
+    with accel.use_jit(False):
+        ref = run(cfg, dtype)
+    with accel.use_jit(True):
+        got = run(cfg, dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, **tol)

@@ -138,116 +138,30 @@ def maxpool_backward(g, idx, kh, kw, sh, sw, dx):
                     dx[a, p * sh + di[o], q * sw + dj[o]] += g[a, p, q]
 
 
-# -- convolution as im2col + one matrix product (``001`` eqs. (25)–(26), (30)–(31)) ----------------
+# -- convolution: the input gradient (the full correlation of δ with the rotated kernel) --------
 @accel.kernel
-def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow, cols):
-    """X_col ``(K, N·P)``: row (c, i, j), column n·P + p·OW + q holds the zero-padded input
-    x̃[n, c, p·sH + i, q·sW + j], read straight from the unpadded x ``(N, C, H, W)`` (the
-    padding is written as zeros, never materialized)."""
-    n, c, h, w = x.shape
-    P = oh * ow
-    for ch in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                row = (ch * kh + i) * kw + j
-                # the q for which column q·sW + j − pW lies inside [0, W)
-                q_lo = 0
-                while q_lo < ow and q_lo * sw + j - pw < 0:
-                    q_lo += 1
-                q_hi = ow
-                while q_hi > q_lo and (q_hi - 1) * sw + j - pw >= w:
-                    q_hi -= 1
-                for a in range(n):
-                    base = a * P
-                    for p in range(oh):
-                        u = p * sh + i - ph
-                        start = base + p * ow
-                        if u < 0 or u >= h:
-                            for q in range(ow):
-                                cols[row, start + q] = 0
-                            continue
-                        for q in range(q_lo):
-                            cols[row, start + q] = 0
-                        v0 = j - pw
-                        if sw == 1:  # a contiguous run
-                            cols[row, start + q_lo:start + q_hi] = x[a, ch, u, q_lo + v0:q_hi + v0]
-                        else:
-                            for q in range(q_lo, q_hi):
-                                cols[row, start + q] = x[a, ch, u, q * sw + v0]
-                        for q in range(q_hi, ow):
-                            cols[row, start + q] = 0
+def conv_input_grad(delta, W, acc, wp):
+    """For a block of m samples, with δ in the full-width layout ``(D, m, OH·Wp)`` (zero on the
+    extra columns) and ``acc`` ``(m, C, L)``, L ≥ (Hp + 1)·Wp when kW > 1 (else Hp·Wp)::
 
+        acc[n, c, r + i·Wp + j] = Σ_d Σ_(i, j) W[d, c, i, j] · δ[d, n, r]
 
-@accel.kernel
-def col2im(dcols, kh, kw, sh, sw, ph, pw, oh, ow, dx):
-    """Adjoint of :func:`im2col`: dx = 0, then dx[n, c, p·sH + i − pH, q·sW + j − pW] +=
-    dcols[(c, i, j), n·P + p·OW + q] over the positions inside the unpadded dx ``(N, C, H, W)``
-    (the full convolution of δ with the 180°-rotated kernel, cropped by the padding). Each
-    pixel sums its terms in (i, j) order, as ``kernels.col2im`` does."""
-    n, c, h, w = dx.shape
-    P = oh * ow
-    dx[...] = 0
-    for ch in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                row = (ch * kh + i) * kw + j
-                q_lo = 0
-                while q_lo < ow and q_lo * sw + j - pw < 0:
-                    q_lo += 1
-                q_hi = ow
-                while q_hi > q_lo and (q_hi - 1) * sw + j - pw >= w:
-                    q_hi -= 1
-                v0 = j - pw
-                for a in range(n):
-                    base = a * P
-                    for p in range(oh):
-                        u = p * sh + i - ph
-                        if u < 0 or u >= h:
-                            continue
-                        start = base + p * ow
-                        if sw == 1:
-                            dx[a, ch, u, q_lo + v0:q_hi + v0] += dcols[row, start + q_lo:start + q_hi]
-                        else:
-                            for q in range(q_lo, q_hi):
-                                dx[a, ch, u, q * sw + v0] += dcols[row, start + q]
-
-
-@accel.kernel
-def gemm_to_nchw(y, bias, out):
-    """out[n, d, p] = y[d, n·P + p] + bias[d, p]: the product W_mat X_col ``(D, N·P)`` laid out
-    as the layer's output ``(N, D, P)`` with the bias added in the same pass (``bias`` may be a
-    broadcast view, stride 0 along p, for one bias per channel)."""
-    n, d, P = out.shape
-    for dd in range(d):
-        for a in range(n):
-            base = a * P
-            for p in range(P):
-                out[a, dd, p] = y[dd, base + p] + bias[dd, p]
-
-
-@accel.kernel
-def nchw_to_gemm(g, delta, db):
-    """δ ``(N, D, P)`` → ``(D, N·P)`` (the layout of the weight-gradient product) and, in the
-    same pass, db[d] = Σ_{n,p} δ[n, d, p] (``001`` eq. (31)), summed in float64 and in (n, p)
-    order."""
-    n, d, P = g.shape
-    for dd in range(d):
-        s = 0.0
-        for a in range(n):
-            base = a * P
-            for p in range(P):
-                v = g[a, dd, p]
-                delta[dd, base + p] = v
-                s += v
-        db[dd] = s
-
-
-@accel.kernel
-def nchw_to_gemm_nosum(g, delta):
-    """δ ``(N, D, P)`` → ``(D, N·P)`` only (untied biases are summed over n by NumPy)."""
-    n, d, P = g.shape
-    for dd in range(d):
-        for a in range(n):
-            base = a * P
-            for p in range(P):
-                delta[dd, base + p] = g[a, dd, p]
+    the gradient of the padded input, dC/dx̃ (``Conv2D``'s docstring): col2im(W_matᵀ δ) in
+    one pass, without writing the K × m·OH·Wp product. Each (d, c, i, j) adds a scaled row of δ
+    into the sample's image, which stays in L1 cache."""
+    D, m, P = delta.shape
+    C, kh, kw = W.shape[1], W.shape[2], W.shape[3]
+    zero = acc.dtype.type(0.0)
+    for n in range(m):
+        for c in range(C):
+            for t in range(acc.shape[2]):
+                acc[n, c, t] = zero
+        for d in range(D):
+            row = delta[d, n]
+            for c in range(C):
+                for i in range(kh):
+                    for j in range(kw):
+                        w = W[d, c, i, j]
+                        out = acc[n, c, i * wp + j:i * wp + j + P]  # plain indices: the loop vectorizes
+                        for r in range(P):
+                            out[r] += w * row[r]
