@@ -165,3 +165,26 @@ def conv_input_grad(delta, W, acc, wp):
                         out = acc[n, c, i * wp + j:i * wp + j + P]  # plain indices: the loop vectorizes
                         for r in range(P):
                             out[r] += w * row[r]
+
+
+@accel.kernel
+def col2im_rows(dcols, acc, wp):
+    """``kernels.col2im_wide`` for a block of m samples in one pass: ``dcols`` ``(C, kH, kW, m,
+    OH·Wp)`` (W_matᵀ δ, rows (c, i, j)), ``acc`` ``(m, C, L)`` as in ``conv_input_grad``::
+
+        acc[n, c, r + i·Wp + j] = Σ_(i, j) dcols[c, i, j, n, r]
+
+    NumPy makes kH·kW passes over the whole block's image; here each sample's image stays in
+    L1 cache while its kH·kW rows are added."""
+    C, kh, kw, m, P = dcols.shape
+    zero = acc.dtype.type(0.0)
+    for n in range(m):
+        for c in range(C):
+            for t in range(acc.shape[2]):
+                acc[n, c, t] = zero
+            for i in range(kh):
+                for j in range(kw):
+                    out = acc[n, c, i * wp + j:i * wp + j + P]
+                    src = dcols[c, i, j, n]
+                    for r in range(P):
+                        out[r] += src[r]

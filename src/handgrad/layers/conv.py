@@ -219,8 +219,8 @@ class Conv2D(Layer):
             # the compiled input gradient does D·K·OH·Wp multiply-adds per sample against the
             # product's K·OH·Wp writes and col2im's K passes: it wins for few output channels
             # (LeNet's first layer, D = 6: 4× faster; its second, D = 16: 1.7× slower, 2 cores)
-            jit = (xp is numpy and accel.jit_enabled() and grad_y.dtype in (numpy.float32, numpy.float64)
-                   and d <= direct_input_grad_channels)
+            fused = xp is numpy and accel.jit_enabled() and grad_y.dtype in (numpy.float32, numpy.float64)
+            jit = fused and d <= direct_input_grad_channels
             if jit:
                 W = xp.ascontiguousarray(W, dtype=grad_y.dtype)
 
@@ -243,8 +243,13 @@ class Conv2D(Layer):
                     elif need_input_grad:
                         # the columns are spent: their buffer takes W_matᵀ δ
                         dcols = xp.matmul(WmT, delta, out=self._scratch("cols", i, (k, m * oh * wp), dtype, xp))
-                        acc = self._scratch("dx", i, (c, m, hp * wp + (wp if kw > 1 else 0)), dtype, xp)
-                        dxp[a:z] = col2im_wide(dcols, (m, c, hp, wp), kh, kw, out=acc)
+                        if fused:
+                            acc = self._scratch("dx", i, (m, c, (hp + 1) * wp), dtype, xp)
+                            _ck.col2im_rows(dcols.reshape(c, kh, kw, m, oh * wp), acc, wp)
+                            dxp[a:z] = acc[:, :, :hp * wp].reshape(m, c, hp, wp)
+                        else:
+                            acc = self._scratch("dx", i, (c, m, hp * wp + (wp if kw > 1 else 0)), dtype, xp)
+                            dxp[a:z] = col2im_wide(dcols, (m, c, hp, wp), kh, kw, out=acc)
 
             _run_blocks(xp, len(blocks), part)
             if self.trainable:  # a frozen layer passes the error on but computes no parameter gradient
