@@ -123,8 +123,9 @@ def test_kept_buffers_do_not_leak_into_outputs(tiny_blocks):
 @pytest.mark.parametrize("channels", [6, 16])
 @pytest.mark.parametrize("cfg", CASES, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_input_gradient_equals_numpy(cfg, dtype, channels, monkeypatch):
-    """The compiled input gradient (few output channels) against col2im(W_matᵀ δ) in NumPy."""
+def test_compiled_passes_equal_numpy(cfg, dtype, channels, monkeypatch):
+    """The compiled passes (forward and input gradient for few output channels, col2im for
+    more) against im2col products and col2im(W_matᵀ δ) in NumPy."""
     monkeypatch.setattr(conv, "direct_input_grad_channels", channels)
     with accel.use_jit(False):
         ref = run(cfg, dtype)

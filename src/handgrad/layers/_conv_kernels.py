@@ -188,3 +188,31 @@ def col2im_rows(dcols, acc, wp):
                     src = dcols[c, i, j, n]
                     for r in range(P):
                         out[r] += src[r]
+
+
+@accel.kernel
+def conv_forward_rows(flat, W, b, y, a, z, wp):
+    """Samples a:z of a stride-1 convolution in the full-width layout, for few output
+    channels: with ``flat`` the padded input ``(N, C, L)`` (``kernels.flat_padded``)::
+
+        y[n, d, r] = b[d] + Σ_c Σ_(i, j) W[d, c, i, j] · flat[n, c, r + i·Wp + j]
+
+    into ``y`` ``(N, D, OH·Wp)`` (``Conv2D``'s forward; the extra columns are dropped by the
+    caller). ``b`` ``(D,)``, or ``(0,)`` for no bias. Each output row stays in L1 cache while
+    its C·kH·kW scaled input rows are added, instead of unrolling the block's columns."""
+    D, C, kh, kw = W.shape
+    P = y.shape[2]
+    zero = y.dtype.type(0.0)
+    for n in range(a, z):
+        for d in range(D):
+            out = y[n, d]
+            bd = b[d] if b.shape[0] > 0 else zero
+            for r in range(P):
+                out[r] = bd
+            for c in range(C):
+                for i in range(kh):
+                    for j in range(kw):
+                        w = W[d, c, i, j]
+                        src = flat[n, c, i * wp + j:i * wp + j + P]
+                        for r in range(P):
+                            out[r] += w * src[r]

@@ -42,7 +42,7 @@ def _weight_grad(delta, cols, n: int):
 # depend only on N, the layer's shape and the thread count, and the per-block weight-gradient
 # sums are added in block order: the same bits run to run. Other array modules: one block.
 block_bytes = 3 << 20
-direct_input_grad_channels = 8  # D up to which the compiled input gradient runs (_backward)
+direct_input_grad_channels = 8  # D up to which the compiled forward and input gradient run (few channels)
 _work: dict = {}  # Conv2D._scratch's buffers, by (name, thread, dtype, array module)
 
 
@@ -78,7 +78,9 @@ class Conv2D(Layer):
     (``kernels.sample_columns``/``wide_columns``): im2col/col2im move contiguous runs, and the
     extra columns are dropped and carry no error. They are built for blocks of samples that fit
     in cache, multiplied and dropped (on several threads where ``accel.own_threads()`` allows),
-    and rebuilt in backward from the padded input the layer keeps (see ``_blocks``). Other
+    and rebuilt in backward from the padded input the layer keeps (see ``_blocks``). With the
+    JIT and few output channels (``direct_input_grad_channels``) each sample's output rows are
+    summed directly in one compiled pass instead (``_conv_kernels.conv_forward_rows``). Other
     strides use one product per sample.
 
     Backward, with δ = dC/dy ``(N, D, OH, OW)``:
@@ -166,8 +168,17 @@ class Conv2D(Layer):
             y = xp.empty((n, d, oh * wp), dtype=x.dtype)
             Wm, bias = W.reshape(d, -1), (b[:, None] if self.untied_bias is None else None)
 
+            direct = (xp is numpy and accel.jit_enabled() and x.dtype in (numpy.float32, numpy.float64)
+                      and d <= direct_input_grad_channels)
+            if direct:  # few output channels: one compiled pass per sample (_ck.conv_forward_rows)
+                Wc = xp.ascontiguousarray(W, dtype=x.dtype)
+                bc = b.astype(x.dtype, copy=False) if bias is not None else numpy.empty(0, dtype=x.dtype)
+
             def part(i, j):
                 for a, z in blocks[i:j]:
+                    if direct:
+                        _ck.conv_forward_rows(flat, Wc, bc, y, a, z, wp)
+                        continue
                     cols = self._scratch("cols", i, (z - a, Wm.shape[1], oh * wp), x.dtype, xp)
                     xp.matmul(Wm, sample_columns(flat, a, z, wp, kh, kw, out=cols), out=y[a:z])
                     if bias is not None:
