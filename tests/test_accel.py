@@ -322,7 +322,7 @@ def test_auto_workers_keep_enough_rows_each(threads):
     conv = hg.Sequential([hg.layers.Conv2D(1, 2, 3), hg.layers.Flatten(), hg.layers.Dense(2 * 26 * 26, 10)])
     lstm = hg.Sequential([hg.layers.LSTM(28, 8, return_sequences=False), hg.layers.Dense(8, 10)])
     assert step_mod.auto_workers(conv, rows=128) == 4
-    assert step_mod.auto_workers(conv, rows=40) == 2        # 16 rows each at least
+    assert step_mod.auto_workers(conv, rows=64) == 2        # 32 rows each at least
     assert step_mod.auto_workers(conv, rows=8) == 1
     assert step_mod.auto_workers(lstm, rows=512) == 4
     assert step_mod.auto_workers(lstm, rows=128) == 2       # the LSTM needs 64 rows per worker

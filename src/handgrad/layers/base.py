@@ -37,7 +37,7 @@ class Layer:
     #: ``fit``'s default ``workers`` is 1 for it (``training/step.py``, ``auto_workers``).
     splits_well: ClassVar[bool] = False
     #: the fewest batch rows per worker for which the split still pays (fit's default workers)
-    split_min_rows: ClassVar[int] = 16
+    split_min_rows: ClassVar[int] = 32
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}

@@ -76,7 +76,7 @@ def auto_workers(model, processes: int = 1, rows: int | None = None) -> int:
     keeps besides its parameters) or no ``threadpoolctl`` (BLAS could not be held to one
     thread per worker, and the threads would oversubscribe the cores). ``rows``: the batch rows
     of this process; the workers are capped so each gets at least the ``split_min_rows`` of
-    every splitting layer (16; LSTM 64)."""
+    every splitting layer (32; LSTM 64)."""
     from .. import accel
     from ..replicas import replicable
     from . import parallel
@@ -88,7 +88,7 @@ def auto_workers(model, processes: int = 1, rows: int | None = None) -> int:
         return 1  # Dense-like layers only: one batch, BLAS threads do the products
     workers = max(1, accel.num_threads() // max(1, processes))
     if rows is not None:  # each worker keeps at least the rows its layers need to gain
-        need = max(getattr(layer, "split_min_rows", 16) for layer in split)
+        need = max(getattr(layer, "split_min_rows", 32) for layer in split)
         workers = max(1, min(workers, rows // need))
     return workers
 
