@@ -27,3 +27,20 @@ def _one_blas_thread():
         yield
     if torch is not None:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _thread_settings_restored():
+    """Whatever a test does with ``accel.set_num_threads`` (which also sets BLAS's threads),
+    the next one starts from the defaults and the suite's single BLAS thread: results that
+    depend on float rounding (a detector trained for one epoch) must not depend on the order
+    the tests ran in."""
+    yield
+    from handgrad import accel
+
+    accel.set_num_threads(None)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=1)
