@@ -105,6 +105,7 @@ class LSTM(Recurrent):
         W_ih, W_hh, b = W_ih[perm], W_hh[perm], b[perm]
         return {"inv": numpy.argsort(perm), "W_ih": W_ih, "W_hh": W_hh, "b": b,
                 "W_ih_half": W_ih * half[:, None], "W_hh_half": W_hh * half[:, None], "b_half": b * half,
+                "W_hh_halfT": xp.ascontiguousarray((W_hh * half[:, None]).T),
                 "w_peep": w_peep, "w_peep_half": None if w_peep is None else w_peep * 0.5}
 
     def _input_term(self, xp, x_tm, w):
@@ -116,7 +117,7 @@ class LSTM(Recurrent):
     # -- forward: 000 eqs. (30)–(35) ----------------------------------------------------------
     def _begin_forward(self, run) -> None:
         xp, (T, n, _) = run.xp, run.A.shape
-        run.W_hhT = run.w["W_hh_half"].T
+        run.W_hhT = run.w["W_hh_halfT"]  # (H, 4H) C-ordered: the per-step product reads it row by row
         run.tcs = xp.empty((T, n, self.hidden_size), dtype=run.A.dtype)   # tanh(c_t)
         run.tmp = xp.empty((n, 4 * self.hidden_size), dtype=run.A.dtype)
         if run.jit:  # the kernels take "no peepholes" as an empty (0, H) array
