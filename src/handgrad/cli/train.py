@@ -341,7 +341,9 @@ def add_commands(sub, data_args) -> None:
     tr.add_argument("--max-chars", type=int, help="charlm: read at most this many characters")
     tr.add_argument("--workers", type=int, default=None,
                     help="split each batch over this many threads (data-parallel; default: every core, "
-                         "HANDGRAD_NUM_THREADS or OMP_NUM_THREADS when set; 1 for stateful models); "
+                         "HANDGRAD_NUM_THREADS or OMP_NUM_THREADS when set, for models with convolution, "
+                         "pooling or LSTM layers and enough rows per thread; 1 for Dense-only and stateful "
+                         "models); "
                          "under `mpiexec -n K` the threads of each rank split its shard (docs/distributed.md)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="output folder (default: runs/PRESET)")
