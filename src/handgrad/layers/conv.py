@@ -37,7 +37,7 @@ def _weight_grad(delta, cols, n: int):
 # The columns of a whole batch are large (LeNet's first layer: 25 × 128·28·32 floats, 11 MB), so
 # writing them and reading them back runs at memory speed. Blocks of samples whose columns fit
 # in cache (``block_bytes``) are built, multiplied and dropped one after the other, in parallel
-# over ``accel.num_threads()`` threads with BLAS on one thread each; backward rebuilds each
+# over ``accel.own_threads()`` threads with BLAS on one thread each; backward rebuilds each
 # block's columns from the padded input the layer keeps (a fraction of their size). The blocks
 # depend only on N, the layer's shape and the thread count, and the per-block weight-gradient
 # sums are added in block order: the same bits run to run. Other array modules: one block.
@@ -179,7 +179,7 @@ class Conv2D(Layer):
                     if direct:
                         _ck.conv_forward_rows(flat, Wc, bc, y, a, z, wp)
                         continue
-                    cols = self._scratch("cols", i, (z - a, Wm.shape[1], oh * wp), x.dtype, xp)
+                    cols = self._scratch("cols", (z - a, Wm.shape[1], oh * wp), x.dtype, xp)
                     xp.matmul(Wm, sample_columns(flat, a, z, wp, kh, kw, out=cols), out=y[a:z])
                     if bias is not None:
                         y[a:z] += bias
@@ -198,7 +198,7 @@ class Conv2D(Layer):
             self._cols, self._xpad_shape = cols, xpad.shape
         return out
 
-    def _scratch(self, name: str, part: int, shape, dtype, xp):
+    def _scratch(self, name: str, shape, dtype, xp):
         """A work buffer of ``shape`` kept between calls, so the blocks' columns and errors do
         not fault in fresh pages at every step. One per name and thread, shared by every
         convolution (they never run at once in one thread; nothing in it outlives a call)."""
@@ -239,27 +239,27 @@ class Conv2D(Layer):
                 for q in range(i, j):
                     a, z = blocks[q]
                     m, dtype, k = z - a, grad_y.dtype, WmT.shape[0]
-                    delta = self._scratch("delta", i, (d, m, oh, wp), dtype, xp)
+                    delta = self._scratch("delta", (d, m, oh, wp), dtype, xp)
                     delta[..., ow:] = 0
                     delta[..., :ow] = grad_y[a:z].transpose(1, 0, 2, 3)
                     delta = delta.reshape(d, -1)
                     if self.trainable:
                         delta.sum(axis=1, out=part_b[q])
-                        cols = self._scratch("cols", i, (k, m * oh * wp), dtype, xp)
+                        cols = self._scratch("cols", (k, m * oh * wp), dtype, xp)
                         part_W[q] = _weight_grad(delta, wide_columns(flat, a, z, wp, kh, kw, out=cols), m)
                     if need_input_grad and jit:  # col2im(W_matᵀ δ) in one compiled pass
-                        acc = self._scratch("dx", i, (m, c, (hp + 1) * wp), dtype, xp)
+                        acc = self._scratch("dx", (m, c, (hp + 1) * wp), dtype, xp)
                         _ck.conv_input_grad(delta.reshape(d, m, oh * wp), W, acc, wp)
                         dxp[a:z] = acc[:, :, :hp * wp].reshape(m, c, hp, wp)
                     elif need_input_grad:
                         # the columns are spent: their buffer takes W_matᵀ δ
-                        dcols = xp.matmul(WmT, delta, out=self._scratch("cols", i, (k, m * oh * wp), dtype, xp))
+                        dcols = xp.matmul(WmT, delta, out=self._scratch("cols", (k, m * oh * wp), dtype, xp))
                         if fused:
-                            acc = self._scratch("dx", i, (m, c, (hp + 1) * wp), dtype, xp)
+                            acc = self._scratch("dx", (m, c, (hp + 1) * wp), dtype, xp)
                             _ck.col2im_rows(dcols.reshape(c, kh, kw, m, oh * wp), acc, wp)
                             dxp[a:z] = acc[:, :, :hp * wp].reshape(m, c, hp, wp)
                         else:
-                            acc = self._scratch("dx", i, (c, m, hp * wp + (wp if kw > 1 else 0)), dtype, xp)
+                            acc = self._scratch("dx", (c, m, hp * wp + (wp if kw > 1 else 0)), dtype, xp)
                             dxp[a:z] = col2im_wide(dcols, (m, c, hp, wp), kh, kw, out=acc)
 
             _run_blocks(xp, len(blocks), part)
