@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from helpers import assert_gradcheck
 
-from handgrad import layers
+from handgrad import accel, layers
+from handgrad.layers import Dropout
 
 DTYPES = [np.float32, np.float64]
 SHAPES = [(1, 1), (1, 6), (5, 1), (4, 7), (2, 3, 5), (2, 1, 3, 3)]
@@ -253,3 +254,22 @@ def test_normalize_non_number_is_type_error():
         layers.Normalize("a", 1.0)
     with pytest.raises(TypeError, match="Normalize"):
         layers.Normalize().forward(np.ones((2, 2), np.int64))
+
+
+@pytest.mark.skipif(not accel.jit_available(), reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.37])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_compiled_mask_gives_numpys_bits(dtype, p, layout):
+    """The one-pass compiled mask and output equal the NumPy lines bit for bit (same draws)."""
+    x = np.random.default_rng(1).standard_normal((33, 17)).astype(dtype)
+    x = x.T if layout == "transposed" else x
+    got = {}
+    for jit in (False, True):
+        layer = Dropout(p, rng=5)
+        with accel.use_jit(jit):
+            y = layer.forward(x, training=True)
+            g = layer.backward(np.full_like(y, 3.0))
+        got[jit] = (y, g)
+    for a, b in zip(got[False], got[True]):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

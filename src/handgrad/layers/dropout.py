@@ -1,7 +1,9 @@
 """Dropout and reshaping layers."""
 from __future__ import annotations
 
-from .. import backend
+import numpy
+
+from .. import accel, backend
 from .._checks import check_probability
 from .base import Layer, register
 
@@ -19,7 +21,9 @@ class Dropout(Layer):
         otherwise: y = x
 
     Input and output ``(N, ...)``. The mask is drawn from the layer's generator (``rng``);
-    ``fit(seed=...)`` gives it one derived from the run's seed.
+    ``fit(seed=...)`` gives it one derived from the run's seed. With the JIT on, the mask and
+    the output are one compiled pass over the uniform draws (``_conv_kernels.dropout_forward``,
+    the same bits as the NumPy lines).
     """
 
     stochastic = True
@@ -39,6 +43,14 @@ class Dropout(Layer):
         xp = backend.array_module(x)
         keep = 1.0 - self.p
         u = backend.asarray(self.rng.random(x.shape, dtype=x.dtype), xp=xp)
+        if xp is numpy and accel.jit_enabled() and x.dtype in (numpy.float32, numpy.float64):
+            from . import _conv_kernels as _ck  # noqa: PLC0415 - the compiled pass, one over memory
+
+            x = numpy.ascontiguousarray(x)
+            mask, y = numpy.empty_like(x), numpy.empty_like(x)
+            _ck.dropout_forward(x.reshape(-1), u.reshape(-1), keep, mask.reshape(-1), y.reshape(-1))
+            self._mask = mask
+            return y
         mask = (u < keep).astype(x.dtype)
         mask *= 1.0 / keep
         self._mask = mask
