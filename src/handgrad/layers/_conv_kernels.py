@@ -142,20 +142,17 @@ def maxpool_backward(g, idx, kh, kw, sh, sw, dx):
 @accel.kernel
 def conv_input_grad(delta, W, acc, wp):
     """For a block of m samples, with δ in the full-width layout ``(D, m, OH·Wp)`` (zero on the
-    extra columns) and ``acc`` ``(m, C, L)``, L ≥ (Hp + 1)·Wp when kW > 1 (else Hp·Wp)::
+    extra columns) and ``acc`` ``(m, C, L)`` zeroed by the caller, L ≥ (Hp + 1)·Wp when kW > 1
+    (else Hp·Wp), adds::
 
-        acc[n, c, r + i·Wp + j] = Σ_d Σ_(i, j) W[d, c, i, j] · δ[d, n, r]
+        acc[n, c, r + i·Wp + j] += Σ_d Σ_(i, j) W[d, c, i, j] · δ[d, n, r]
 
     the gradient of the padded input, dC/dx̃ (``Conv2D``'s docstring): col2im(W_matᵀ δ) in
     one pass, without writing the K × m·OH·Wp product. Each (d, c, i, j) adds a scaled row of δ
     into the sample's image, which stays in L1 cache."""
     D, m, P = delta.shape
     C, kh, kw = W.shape[1], W.shape[2], W.shape[3]
-    zero = acc.dtype.type(0.0)
     for n in range(m):
-        for c in range(C):
-            for t in range(acc.shape[2]):
-                acc[n, c, t] = zero
         for d in range(D):
             row = delta[d, n]
             for c in range(C):
@@ -170,18 +167,16 @@ def conv_input_grad(delta, W, acc, wp):
 @accel.kernel
 def col2im_rows(dcols, acc, wp):
     """``kernels.col2im_wide`` for a block of m samples in one pass: ``dcols`` ``(C, kH, kW, m,
-    OH·Wp)`` (W_matᵀ δ, rows (c, i, j)), ``acc`` ``(m, C, L)`` as in ``conv_input_grad``::
+    OH·Wp)`` (W_matᵀ δ, rows (c, i, j)), ``acc`` ``(m, C, L)`` zeroed, as in ``conv_input_grad``,
+    adds::
 
-        acc[n, c, r + i·Wp + j] = Σ_(i, j) dcols[c, i, j, n, r]
+        acc[n, c, r + i·Wp + j] += Σ_(i, j) dcols[c, i, j, n, r]
 
     NumPy makes kH·kW passes over the whole block's image; here each sample's image stays in
     L1 cache while its kH·kW rows are added."""
     C, kh, kw, m, P = dcols.shape
-    zero = acc.dtype.type(0.0)
     for n in range(m):
         for c in range(C):
-            for t in range(acc.shape[2]):
-                acc[n, c, t] = zero
             for i in range(kh):
                 for j in range(kw):
                     out = acc[n, c, i * wp + j:i * wp + j + P]

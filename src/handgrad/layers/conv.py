@@ -249,6 +249,7 @@ class Conv2D(Layer):
                         part_W[q] = _weight_grad(delta, wide_columns(flat, a, z, wp, kh, kw, out=cols), m)
                     if need_input_grad and jit:  # col2im(W_matᵀ δ) in one compiled pass
                         acc = self._scratch("dx", (m, c, (hp + 1) * wp), dtype, xp)
+                        acc.fill(0)
                         _ck.conv_input_grad(delta.reshape(d, m, oh * wp), W, acc, wp)
                         dxp[a:z] = acc[:, :, :hp * wp].reshape(m, c, hp, wp)
                     elif need_input_grad:
@@ -256,6 +257,7 @@ class Conv2D(Layer):
                         dcols = xp.matmul(WmT, delta, out=self._scratch("cols", (k, m * oh * wp), dtype, xp))
                         if fused:
                             acc = self._scratch("dx", (m, c, (hp + 1) * wp), dtype, xp)
+                            acc.fill(0)
                             _ck.col2im_rows(dcols.reshape(c, kh, kw, m, oh * wp), acc, wp)
                             dxp[a:z] = acc[:, :, :hp * wp].reshape(m, c, hp, wp)
                         else:
