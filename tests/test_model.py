@@ -307,3 +307,77 @@ def test_astype_float64_converts_params_and_grads():
 def test_astype_rejects_non_float_dtypes():
     with pytest.raises(TypeError, match="astype"):
         mlp().astype(np.int32)
+
+
+# -- one pass's arrays at a time, gradients written in place ------------------------------------------
+
+def _chain_model(dtype=np.float32):
+    return hg.Sequential([layers.Normalize(0.5, 2.0), layers.Conv2D(2, 3, 3, padding=1, rng=0, dtype=dtype),
+                          layers.ReLU(), layers.MaxPool2D(2), layers.Flatten(), layers.Dropout(0.0),
+                          layers.Dense(3 * 3 * 3, 6, rng=1, dtype=dtype), layers.Tanh(), layers.Dropout(0.4, rng=2),
+                          layers.Dense(6, 5, rng=3, dtype=dtype), layers.Sigmoid(), layers.ReLU()])
+
+
+class _Probe(layers.base.Layer):
+    """First layer of a model: records, when it runs, what every other layer still keeps."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def _forward(self, x, training):
+        self.seen.append([getattr(layer, name, None) is None
+                          for layer in self.model.layers[1:] for name in type(layer)._cache])
+        return x
+
+    def _backward(self, grad_y, need_input_grad):
+        return grad_y
+
+
+def test_a_training_forward_drops_the_last_pass_before_computing():
+    """Each layer's arrays of the last pass are gone before the first layer of the next one
+    runs (peak memory is one pass, not two); an inference forward keeps them (backward after it
+    still differentiates the last training pass)."""
+    inner = _chain_model()
+    probe = _Probe(inner)
+    model = hg.Sequential([probe, *inner.layers])
+    probe.model = model
+    x = np.random.default_rng(0).standard_normal((4, 2, 6, 6)).astype(np.float32)
+    model.forward(x, training=True)
+    y = model.forward(x, training=False)
+    assert not all(probe.seen[-1])              # what the training pass kept survives inference
+    gx = model.backward(np.ones(y.shape, np.float32))
+    assert gx.shape == x.shape
+    model.forward(x, training=True)
+    assert all(probe.seen[-1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_writes_only_into_its_own_gradients(dtype):
+    """``Sequential.backward`` lets a layer reuse the gradient an earlier layer of the same call
+    made, never the caller's (nor a view of it, as Flatten or Dropout(0) pass on), and gives the
+    bits of chaining every layer's ``backward``."""
+    x = np.random.default_rng(1).standard_normal((4, 2, 6, 6)).astype(dtype)
+    model = _chain_model(dtype)
+    for layer in model.layers:
+        if layer.stochastic:
+            layer.set_rng(5)
+    y = model.forward(x, training=True)
+    g = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+    given = g.copy()
+    gx = model.backward(g)
+    np.testing.assert_array_equal(g, given)
+    ref, grads = given.copy(), [{k: v.copy() for k, v in layer.grads.items()} for layer in model.layers]
+    for layer in reversed(model.layers):
+        ref = layer.backward(ref)
+    np.testing.assert_array_equal(gx, ref)
+    for layer, before in zip(model.layers, grads):
+        for k in before:
+            np.testing.assert_array_equal(layer.grads[k], before[k])
+    # only views of the caller's gradient reach the first layers: none of them is written
+    short = hg.Sequential([layers.ReLU(), layers.Dropout(0.0), layers.Flatten()])
+    y = short.forward(x, training=True)
+    g = np.random.default_rng(3).standard_normal(y.shape).astype(dtype)
+    given = g.copy()
+    short.backward(g)
+    np.testing.assert_array_equal(g, given)

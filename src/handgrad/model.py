@@ -52,6 +52,9 @@ class Sequential:
 
     # -- computation ----------------------------------------------------------------------
     def forward(self, x, training: bool = False):
+        if training:  # a new pass: no layer keeps the last pass's arrays while this one runs
+            for layer in self.layers:
+                layer._forget()
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -71,12 +74,15 @@ class Sequential:
             trainable = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
             first = trainable[0] if trainable else len(layers)
         record = self.record_delta_norms
+        given = grad  # the caller's: never written; the gradients the layers return are theirs
+        xp = backend.array_module(grad)
         for i in range(len(layers) - 1, first - 1, -1):
             if record and layers[i].params:
                 xp = backend.array_module(grad)
                 g2 = grad.reshape(grad.shape[0], -1)
                 self.delta_norms[i] = float(xp.sqrt((g2 * g2).sum(axis=1)).mean())
-            grad = layers[i]._backward_checked(grad, need_input_grad=input_grad or i > first)
+            owned = grad is not given and not xp.may_share_memory(grad, given)
+            grad = layers[i]._backward_checked(grad, need_input_grad=input_grad or i > first, owned=owned)
         return grad if input_grad else None
 
     @contextlib.contextmanager

@@ -14,7 +14,11 @@ must be rejected) and every test below runs over all of them:
 - ``hg.save`` / ``hg.load`` of the layer inside a ``Sequential``: same config, ``repr`` and
   ``trainable`` flag, bit-identical params, the same outputs (stateful layers keep carrying
   their state);
-- bad input raises ``TypeError``/``ValueError`` naming the layer.
+- bad input raises ``TypeError``/``ValueError`` naming the layer;
+- what a training forward keeps for backward is declared in ``_cache``: ``_forget`` (which
+  ``Sequential.forward(training=True)`` calls on every layer first) drops all of it, and
+  ``backward`` then asks for a new forward; ``_backward_owned`` (the in-place backward
+  ``Sequential`` uses on gradients it made) gives the bits of ``backward``.
 
 A layer registered in ``handgrad.layers.base.REGISTRY`` without a case here fails
 ``test_every_registered_layer_has_a_case``.
@@ -217,6 +221,48 @@ def test_backward_overwrites_and_never_accumulates(case):
     np.testing.assert_array_equal(gx, gx_fresh)
     for k in first:
         np.testing.assert_array_equal(layer.grads[k], fresh.grads[k], err_msg=k)
+
+
+# -- what a training pass keeps -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_a_training_forward_keeps_only_what_cache_declares(case):
+    """Every attribute a training forward sets (beyond its output shape and a stateful
+    layer's carried state) is in ``_cache``, so ``_forget`` can drop all of it."""
+    layer = build(case)
+    layer.forward(case.inputs(0, np.float64), training=True)  # attributes first made by a pass exist
+    before = dict(vars(layer))
+    x = case.inputs(1, np.float64)
+    reset(layer)
+    layer.forward(x, training=True)
+    changed = {k for k, v in vars(layer).items() if k not in before or before[k] is not v}
+    assert changed - {"_out_shape", "initial_state"} <= set(type(layer)._cache)
+    layer._forget()
+    for name in type(layer)._cache:
+        assert getattr(layer, name, None) is None, name
+    with pytest.raises(RuntimeError, match="without a preceding forward"):
+        layer.backward(np.zeros(1))  # refused before its shape is looked at
+    reset(layer)
+    y, g, gx = train_pass(layer, x)   # and a new training pass works again
+    assert gx.shape == x.shape
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_backward_owned_gives_the_bits_of_backward(case):
+    """The in-place backward writes at most into the gradient it is given and returns what
+    ``backward`` returns, with the same ``grads``."""
+    for dtype in DTYPES:
+        layer = build(case, dtype)
+        y, g, gx = train_pass(layer, case.inputs(0, dtype))
+        grads = {k: v.copy() for k, v in layer.grads.items()}
+        gx_owned = layer._backward_checked(g.copy(), need_input_grad=True, owned=True)
+        np.testing.assert_array_equal(gx_owned, gx)
+        assert gx_owned.dtype == gx.dtype
+        for k in grads:
+            np.testing.assert_array_equal(layer.grads[k], grads[k], err_msg=k)
+        frozen = g.copy()
+        frozen.flags.writeable = False  # read-only: the plain backward, not an error
+        np.testing.assert_array_equal(layer._backward_checked(frozen, need_input_grad=True, owned=True), gx)
 
 
 # -- config round trip ---------------------------------------------------------------------------------

@@ -72,8 +72,8 @@ def test_same_bits_run_to_run(tiny_blocks, cfg):
 def test_blocks_split_the_batch(monkeypatch):
     monkeypatch.setattr(accel, "_spin", False)
     accel.set_num_threads(2)
-    try:  # LeNet's first layer at batch 128: 11.5 MB of columns, 3 MB blocks, the same count per thread
-        assert conv._blocks(np, 128, 25 * 28 * 32 * 4) == accel.split(128, 4)
+    try:  # LeNet's first layer at batch 128: 11.5 MB of columns, 2.5 MB blocks, the same count per thread
+        assert conv._blocks(np, 128, 25 * 28 * 32 * 4) == accel.split(128, 6)
         assert conv._blocks(np, 7, 0) == accel.split(7, 2)          # at least one block per thread
         monkeypatch.setattr(conv, "block_bytes", 1)
         assert conv._blocks(np, 7, 1000) == accel.split(7, 7)       # at most one block per sample

@@ -33,6 +33,13 @@ def _row_view(x):
     return rows
 
 
+
+def _writable_like(grad_y, y) -> bool:
+    """Whether ``grad_y`` can take the input gradient in place: a writable array of the
+    cached activation's shape and dtype (a product in the same dtype then stays exact)."""
+    return (getattr(grad_y.flags, "writeable", True)  # CuPy's arrays are always writable
+            and grad_y.shape == y.shape and grad_y.dtype == y.dtype)
+
 @register
 class Identity(Layer):
     """The linear neurons of ``003`` §1 (and §3's linear output units).
@@ -60,6 +67,8 @@ class Sigmoid(Layer):
     using the cached output a. ``000`` eqs. (1), (8) use the same derivative a(1 − a).
     """
 
+    _cache = ("_y",)
+
     def _forward(self, x, training):
         y = F.sigmoid(x)
         if training:
@@ -69,6 +78,14 @@ class Sigmoid(Layer):
     def _backward(self, grad_y, need_input_grad):
         y = self._y
         return grad_y * y * (1 - y)
+
+    def _backward_owned(self, grad_y, need_input_grad):
+        if not _writable_like(grad_y, self._y):
+            return self._backward(grad_y, need_input_grad)
+        y = self._y
+        grad_y *= y
+        grad_y *= 1 - y
+        return grad_y
 
 
 @register
@@ -81,6 +98,8 @@ class Tanh(Layer):
     cached output a.
     """
 
+    _cache = ("_y",)
+
     def _forward(self, x, training):
         xp = backend.array_module(x)
         y = xp.tanh(x)
@@ -91,6 +110,12 @@ class Tanh(Layer):
     def _backward(self, grad_y, need_input_grad):
         y = self._y
         return grad_y * (1 - y * y)
+
+    def _backward_owned(self, grad_y, need_input_grad):
+        if not _writable_like(grad_y, self._y):
+            return self._backward(grad_y, need_input_grad)
+        grad_y *= 1 - self._y * self._y
+        return grad_y
 
 
 @register
@@ -106,6 +131,8 @@ class ReLU(Layer):
     (``_conv_kernels.relu_forward`` / ``relu_backward``) instead of NumPy's two or three; the
     output is then C-ordered whatever the input's layout.
     """
+
+    _cache = ("_y",)
 
     def _forward(self, x, training):
         xp = backend.array_module(x)
@@ -133,6 +160,17 @@ class ReLU(Layer):
         # multiplying by the boolean mask is an order of magnitude faster than xp.where here
         return grad_y * (y > 0)
 
+    def _backward_owned(self, grad_y, need_input_grad):
+        xp, y = backend.array_module(grad_y), self._y
+        if not _writable_like(grad_y, y):
+            return self._backward(grad_y, need_input_grad)
+        if _fused(xp, grad_y) and grad_y.flags.c_contiguous and y.flags.c_contiguous:
+            g = grad_y.reshape(-1)
+            _ck.relu_backward(g, y.reshape(-1), g)  # element by element: in place is safe
+            return grad_y
+        grad_y *= y > 0
+        return grad_y
+
 
 @register
 class Softmax(Layer):
@@ -145,6 +183,8 @@ class Softmax(Layer):
     dC/dz_j = a_j (g_j − Σ_h g_h a_h), with g = dC/da. For classification prefer the fused
     ``losses.SoftmaxCrossEntropy`` (δ = a − y, cheaper and stabler).
     """
+
+    _cache = ("_y",)
 
     def _forward(self, x, training):
         y = F.softmax(x, axis=-1)
@@ -200,6 +240,8 @@ class StochasticBinary(Layer):
     estimator). Setting ``sample = False`` makes training forwards return σ(z) too;
     ``gradcheck`` does so, since that is the function whose derivative backward computes.
     """
+
+    _cache = ("_p",)
 
     stochastic = True
 

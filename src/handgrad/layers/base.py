@@ -38,6 +38,9 @@ class Layer:
     splits_well: ClassVar[bool] = False
     #: the fewest batch rows per worker for which the split still pays (fit's default workers)
     split_min_rows: ClassVar[int] = 32
+    #: the attributes a training forward keeps for backward (inputs, outputs, masks, a pass's
+    #: buffers); ``_forget`` drops them before the next training pass computes its own
+    _cache: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
@@ -49,16 +52,29 @@ class Layer:
     def forward(self, x, training: bool = False):
         """Compute the layer's output; with ``training=True`` also keep what backward needs."""
         self._check_input(x)
+        if training:
+            self._forget()
         y = self._forward(x, training)
         if training:
             self._out_shape = y.shape
         return y
 
+    def _forget(self) -> None:
+        """Drop what the last training forward kept (``_cache``), so that a new training pass
+        does not hold the old pass's arrays beside its own: ``backward`` then needs a new
+        training forward. ``Sequential.forward(training=True)`` calls it on every layer before
+        the first computes (an epoch's peak memory is one pass's arrays, not two: LeNet-5,
+        batch 128, holds 5 MB between a step's forward and the next)."""
+        self._out_shape = None
+        for name in self._cache:
+            if name in self.__dict__:
+                setattr(self, name, None)
+
     def backward(self, grad_y):
         """Given dC/dy, write dC/dparams into ``grads`` and return dC/dx."""
         return self._backward_checked(grad_y, need_input_grad=True)
 
-    def _backward_checked(self, grad_y, need_input_grad: bool):
+    def _backward_checked(self, grad_y, need_input_grad: bool, owned: bool = False):
         expected = self._out_shape
         if expected is None:
             raise RuntimeError(
@@ -69,6 +85,8 @@ class Layer:
                 f"{self}.backward: expected gradient of shape {tuple(expected)}, "
                 f"got {tuple(grad_y.shape)}"
             )
+        if owned:
+            return self._backward_owned(grad_y, need_input_grad)
         return self._backward(grad_y, need_input_grad)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -129,6 +147,13 @@ class Layer:
 
     def _backward(self, grad_y, need_input_grad: bool):
         raise NotImplementedError
+
+    def _backward_owned(self, grad_y, need_input_grad: bool):
+        """``_backward`` when nothing else holds ``grad_y`` (``Sequential.backward`` passes a
+        gradient that an earlier layer of the same call has just made): a layer whose input
+        gradient is ``grad_y`` times a factor of its own may write it into ``grad_y`` and
+        return that, instead of allocating another array of the same size."""
+        return self._backward(grad_y, need_input_grad)
 
 
 class ParamCache:

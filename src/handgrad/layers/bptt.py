@@ -57,6 +57,8 @@ from .base import Layer
 class Recurrent(Layer):
     """Validation, parameters, state handling, masking and the BPTT loops of RNN and LSTM."""
 
+    _cache = ("_run",)
+
     n_states = 1  # RNN: h; LSTM: (h, c)
     n_gates = 1   # G: blocks of H rows in W_ih, W_hh, b
 
@@ -103,6 +105,8 @@ class Recurrent(Layer):
         ``initial_state``: h0 ``(N, H)`` for RNN, ``(h0, c0)`` for LSTM; default: the
         ``initial_state`` attribute, else zeros."""
         self._check_input(x)
+        if training:
+            self._forget()
         states = self._initial_states(x, initial_state)
         y, last = self._forward(x, training, states)
         if self.stateful:

@@ -36,6 +36,8 @@ class Dense(Layer):
     ``b`` ``(O,)`` zeros by default (``bias_init="normal"`` draws N(0, 1) as in ``003`` §4).
     """
 
+    _cache = ("_x",)
+
     def __init__(self, in_features: int, out_features: int, *, weight_init: str = "normal_fan_in",
                  bias_init: str = "zeros", rng=None, dtype=backend.DEFAULT_DTYPE) -> None:
         super().__init__()

@@ -26,6 +26,8 @@ class Dropout(Layer):
     the same bits as the NumPy lines).
     """
 
+    _cache = ("_mask",)
+
     stochastic = True
 
     def __init__(self, p: float = 0.5, rng=None) -> None:
@@ -59,6 +61,13 @@ class Dropout(Layer):
     def _backward(self, grad_y, need_input_grad):
         return grad_y if self._mask is None else grad_y * self._mask
 
+    def _backward_owned(self, grad_y, need_input_grad):
+        mask = self._mask
+        if mask is None or not getattr(grad_y.flags, "writeable", True) or grad_y.dtype != mask.dtype:
+            return self._backward(grad_y, need_input_grad)
+        grad_y *= mask
+        return grad_y
+
     def get_config(self):
         return {"p": self.p}
 
@@ -67,6 +76,8 @@ class Dropout(Layer):
 class Flatten(Layer):
     """``(N, d1, d2, ...) → (N, d1·d2·…)`` in C order, like ``torch.flatten(x, 1)``;
     backward reshapes the gradient back (``000`` eqs. (14)–(15), Z and Z⁻¹)."""
+
+    _cache = ("_in_shape",)
 
     def _check_input(self, x) -> None:
         super()._check_input(x)

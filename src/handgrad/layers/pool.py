@@ -21,6 +21,8 @@ from .base import Layer, register
 
 
 class _Pool2D(Layer):
+    _cache = ("_winners", "_in_shape")  # AvgPool2D keeps only the shape
+
     def __init__(self, kernel_size, stride=None) -> None:
         super().__init__()
         where = type(self).__name__

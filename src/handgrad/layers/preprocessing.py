@@ -30,5 +30,11 @@ class Normalize(Layer):
     def _backward(self, grad_y, need_input_grad):
         return grad_y * (1.0 / self.std)
 
+    def _backward_owned(self, grad_y, need_input_grad):
+        if not getattr(grad_y.flags, "writeable", True) or grad_y.dtype.kind != "f":
+            return self._backward(grad_y, need_input_grad)
+        grad_y *= 1.0 / self.std  # the same bits as the product above
+        return grad_y
+
     def get_config(self):
         return {"mean": self.mean, "std": self.std}
