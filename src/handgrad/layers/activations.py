@@ -165,8 +165,7 @@ class ReLU(Layer):
         if not _writable_like(grad_y, y):
             return self._backward(grad_y, need_input_grad)
         if _fused(xp, grad_y) and grad_y.flags.c_contiguous and y.flags.c_contiguous:
-            g = grad_y.reshape(-1)
-            _ck.relu_backward(g, y.reshape(-1), g)  # element by element: in place is safe
+            _ck.relu_backward_inplace(grad_y.reshape(-1), y.reshape(-1))
             return grad_y
         grad_y *= y > 0
         return grad_y
