@@ -75,6 +75,8 @@ def test_relu_nan_and_signed_zero_like_numpy():
 POOLS = [  # (x shape, kernel, stride)
     ((128, 6, 28, 28), 2, None),     # LeNet's first pool
     ((1, 1, 5, 5), 2, None),         # batch 1, partial windows dropped at the border
+    ((2, 3, 7, 9), 2, None),         # odd sizes: the last row and column are in no window
+    ((2, 2, 6, 6), 2, (2, 1)),       # 2×2 windows, not the stride-2 kernels
     ((2, 3, 7, 9), 3, 2),            # overlapping windows
     ((3, 2, 6, 5), (2, 3), (1, 2)),  # rectangular, overlapping along rows
     ((2, 1, 4, 4), 4, None),         # one window per map
@@ -122,6 +124,19 @@ def test_maxpool_nan_window_like_numpy():
     x[0, 0, 1, 0] = np.nan
     x[0, 1, 0, 0] = np.nan   # the first element of a window
     g = np.arange(1.0, 9.0).reshape(1, 2, 2, 2)
+    r = both_paths(lambda: layers.MaxPool2D(2), x, g)
+    np.testing.assert_array_equal(r[True][0], r[False][0])
+    np.testing.assert_array_equal(r[True][1], r[False][1])
+
+
+def test_maxpool_infinities_like_numpy():
+    """Both infinities in one window (their sum is NaN, which sends the stride-2 kernel to the
+    careful one) and alone: the same maxima and winners as NumPy's."""
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    x[0, 0, 0, 0], x[0, 0, 1, 1] = np.inf, -np.inf
+    x[0, 1, 2, 3] = -np.inf
+    x[0, 1, 0, :2] = np.inf
+    g = np.arange(1.0, 9.0, dtype=np.float32).reshape(1, 2, 2, 2)
     r = both_paths(lambda: layers.MaxPool2D(2), x, g)
     np.testing.assert_array_equal(r[True][0], r[False][0])
     np.testing.assert_array_equal(r[True][1], r[False][1])

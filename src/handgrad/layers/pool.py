@@ -75,7 +75,10 @@ class MaxPool2D(_Pool2D):
             y = xp.empty((n, c, oh, ow), dtype=x.dtype)
             idx = xp.empty(y.shape, dtype=numpy.uint8 if kh * kw < 255 else numpy.int32)
             y3, idx3 = y.reshape(n * c, oh, ow), idx.reshape(n * c, oh, ow)
-            if (kh, kw) == (2, 2):
+            if (kh, kw, sh, sw) == (2, 2, 2, 2):
+                if _ck.maxpool2x2s2_forward(x3, y3, idx3):  # a NaN (or inf − inf) somewhere
+                    _ck.maxpool2x2_forward(x3, sh, sw, y3, idx3)
+            elif (kh, kw) == (2, 2):
                 _ck.maxpool2x2_forward(x3, sh, sw, y3, idx3)
             else:
                 _ck.maxpool_forward(x3, kh, kw, sh, sw, y3, idx3)
@@ -107,7 +110,11 @@ class MaxPool2D(_Pool2D):
             n, c, h, w = self._in_shape
             g = xp.ascontiguousarray(grad_y).reshape(n * c, oh, ow)
             dx = xp.empty(self._in_shape, dtype=g.dtype)
-            _ck.maxpool_backward(g, self._winners.reshape(n * c, oh, ow), kh, kw, sh, sw, dx.reshape(n * c, h, w))
+            winners = self._winners.reshape(n * c, oh, ow)
+            if (kh, kw, sh, sw) == (2, 2, 2, 2):
+                _ck.maxpool2x2s2_backward(g, winners, dx.reshape(n * c, h, w))
+            else:
+                _ck.maxpool_backward(g, winners, kh, kw, sh, sw, dx.reshape(n * c, h, w))
             return dx
         dx = xp.zeros(self._in_shape, dtype=grad_y.dtype)
         disjoint = sh >= kh and sw >= kw  # each input unit lies in at most one window
