@@ -164,6 +164,26 @@ def test_fused_updates_give_the_numpy_paths_bits(name, dtype):
             assert np.array_equal(arr, s1["state"][key][slot]), (key, slot)
 
 
+@pytest.mark.skipif(not accel.jit_available(), reason="needs numba (in the test extra)")
+def test_compiled_division_by_zero_is_numpys():
+    """Kernels use NumPy's error model: Adam with eps = 0 on a zero gradient divides 0 by 0 and
+    gives NaN on both paths (Python's model raised ZeroDivisionError, and kept the loop from
+    vectorizing)."""
+    out = {}
+    for jit in (False, True):
+        with accel.use_jit(jit):
+            model = hg.Sequential([hg.layers.Dense(3, 2, rng=0)])
+            opt = optim.Adam(model, lr=0.1, eps=0.0)
+            model.layers[0].grads["W"][...] = 0.0
+            model.layers[0].grads["b"][...] = [1.0, 0.0]
+            with np.errstate(invalid="ignore"):
+                opt.step()
+            out[jit] = model.get_weights()
+    for k in out[False]:
+        np.testing.assert_array_equal(out[True][k], out[False][k])
+    assert np.isnan(out[True]["0.W"]).all() and np.isnan(out[True]["0.b"][1]) and np.isfinite(out[True]["0.b"][0])
+
+
 def test_fit_uses_every_core_by_default(threads):
     pytest.importorskip("threadpoolctl")
     accel.set_num_threads(3)
