@@ -168,3 +168,65 @@ def test_relu_reads_strided_inputs_in_place(view, jit):
     np.testing.assert_array_equal(y, ref)
     assert not np.signbit(y[np.isfinite(y)]).any()
     np.testing.assert_array_equal(dx, (ref > 0).astype(np.float32))
+
+
+# -- the convolution kernels' five-tap passes ----------------------------------------------------------
+
+def _taps_reference(kind, a, w, wp, P):
+    """The tap-by-tap loop of each kernel written with NumPy's element-wise float operations
+    (each product and sum rounded once, in the kernels' order): the bits the five-tap pass must
+    give."""
+    if kind == "forward":      # a: flat (N, C, L), w: (D, C, kH, kW) -> (N, D, P)
+        n, c = a.shape[:2]
+        D, _, kh, kw = w.shape
+        out = np.zeros((n, D, P), a.dtype)
+        for d in range(D):
+            for ci in range(c):
+                for i in range(kh):
+                    for j in range(kw):
+                        out[:, d] += w[d, ci, i, j] * a[:, ci, i * wp + j:i * wp + j + P]
+        return out
+    if kind == "input_grad":   # a: delta (D, m, P), w: (D, C, kH, kW) -> acc (m, C, L)
+        D, m, _ = a.shape
+        C, kh, kw = w.shape[1:]
+        acc = np.zeros((m, C, (P // wp + kh + 1) * wp), a.dtype)
+        for nn in range(m):
+            for d in range(D):
+                for ci in range(C):
+                    for i in range(kh):
+                        for j in range(kw):
+                            acc[nn, ci, i * wp + j:i * wp + j + P] += w[d, ci, i, j] * a[d, nn]
+        return acc
+    C, kh, kw, m, _ = a.shape  # col2im: a: dcols (C, kH, kW, m, P) -> acc (m, C, L)
+    acc = np.zeros((m, C, (P // wp + kh + 1) * wp), a.dtype)
+    for nn in range(m):
+        for ci in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    acc[nn, ci, i * wp + j:i * wp + j + P] += a[ci, i, j, nn]
+    return acc
+
+
+@pytest.mark.skipif(not accel.jit_available(), reason="needs numba (in the test extra)")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", [5, 3, 2])
+@pytest.mark.parametrize("oh,wp", [(6, 9), (1, 5), (1, 4)])  # P = 54, 5 and 4 (no five-tap pass)
+def test_conv_kernels_five_tap_passes_give_the_tap_by_tap_bits(kw, oh, wp, dtype):
+    from handgrad.layers import _conv_kernels as ck
+
+    rng = np.random.default_rng(kw + oh)
+    P, kh, C, D, m = oh * wp, 3, 2, 3, 2
+    W = rng.standard_normal((D, C, kh, kw)).astype(dtype)
+    L = (oh + kh + 1) * wp
+    flat = rng.standard_normal((m, C, L)).astype(dtype)
+    y = np.empty((m, D, P), dtype)
+    ck.conv_forward_rows(flat, W, np.empty(0, dtype), y, 0, m, wp)
+    np.testing.assert_array_equal(y, _taps_reference("forward", flat, W, wp, P))
+    delta = rng.standard_normal((D, m, P)).astype(dtype)
+    acc = np.zeros((m, C, L), dtype)
+    ck.conv_input_grad(delta, W, acc, wp)
+    np.testing.assert_array_equal(acc, _taps_reference("input_grad", delta, W, wp, P))
+    dcols = rng.standard_normal((C, kh, kw, m, P)).astype(dtype)
+    acc = np.zeros((m, C, L), dtype)
+    ck.col2im_rows(dcols, acc, wp)
+    np.testing.assert_array_equal(acc, _taps_reference("col2im", dcols, None, wp, P))

@@ -198,6 +198,10 @@ def maxpool_backward(g, idx, kh, kw, sh, sw, dx):
 
 
 # -- convolution: the input gradient (the full correlation of δ with the rotated kernel) --------
+# _KW5: with 5-wide kernels (LeNet's) the three convolution kernels below add a kernel row's
+# five taps to each output in one pass (one load and store of the output per five products
+# instead of per product: 1.9× faster), in the same order as the tap-by-tap loops (j = 0 … 4
+# within each (c, i)), so both give the same bits; other widths run tap by tap.
 @accel.kernel
 def conv_input_grad(delta, W, acc, wp):
     """For a block of m samples, with δ in the full-width layout ``(D, m, OH·Wp)`` (zero on the
@@ -216,6 +220,19 @@ def conv_input_grad(delta, W, acc, wp):
             row = delta[d, n]
             for c in range(C):
                 for i in range(kh):
+                    if kw == 5 and P > 4:  # the five taps of a kernel row in one pass (see _KW5)
+                        out = acc[n, c, i * wp:i * wp + P + 4]
+                        w0, w1, w2, w3, w4 = W[d, c, i, 0], W[d, c, i, 1], W[d, c, i, 2], W[d, c, i, 3], W[d, c, i, 4]
+                        for t in range(4):  # the first and last four outputs get fewer taps
+                            for j in range(t + 1):
+                                out[t] += W[d, c, i, j] * row[t - j]
+                        for t in range(4, P):
+                            out[t] = ((((out[t] + w0 * row[t]) + w1 * row[t - 1]) + w2 * row[t - 2])
+                                      + w3 * row[t - 3]) + w4 * row[t - 4]
+                        for t in range(P, P + 4):
+                            for j in range(t - P + 1, 5):
+                                out[t] += W[d, c, i, j] * row[t - j]
+                        continue
                     for j in range(kw):
                         w = W[d, c, i, j]
                         out = acc[n, c, i * wp + j:i * wp + j + P]  # plain indices: the loop vectorizes
@@ -237,6 +254,19 @@ def col2im_rows(dcols, acc, wp):
     for n in range(m):
         for c in range(C):
             for i in range(kh):
+                if kw == 5 and P > 4:  # the five rows of a kernel row in one pass (see _KW5)
+                    out = acc[n, c, i * wp:i * wp + P + 4]
+                    s0, s1, s2, s3, s4 = dcols[c, i, 0, n], dcols[c, i, 1, n], dcols[c, i, 2, n], dcols[c, i, 3, n], \
+                        dcols[c, i, 4, n]
+                    for t in range(4):
+                        for j in range(t + 1):
+                            out[t] += dcols[c, i, j, n, t - j]
+                    for t in range(4, P):
+                        out[t] = ((((out[t] + s0[t]) + s1[t - 1]) + s2[t - 2]) + s3[t - 3]) + s4[t - 4]
+                    for t in range(P, P + 4):
+                        for j in range(t - P + 1, 5):
+                            out[t] += dcols[c, i, j, n, t - j]
+                    continue
                 for j in range(kw):
                     out = acc[n, c, i * wp + j:i * wp + j + P]
                     src = dcols[c, i, j, n]
@@ -265,6 +295,13 @@ def conv_forward_rows(flat, W, b, y, a, z, wp):
                 out[r] = bd
             for c in range(C):
                 for i in range(kh):
+                    if kw == 5:  # the five taps of a kernel row in one pass (see _KW5)
+                        src = flat[n, c, i * wp:i * wp + P + 4]
+                        w0, w1, w2, w3, w4 = W[d, c, i, 0], W[d, c, i, 1], W[d, c, i, 2], W[d, c, i, 3], W[d, c, i, 4]
+                        for r in range(P):
+                            out[r] = ((((out[r] + w0 * src[r]) + w1 * src[r + 1]) + w2 * src[r + 2])
+                                      + w3 * src[r + 3]) + w4 * src[r + 4]
+                        continue
                     for j in range(kw):
                         w = W[d, c, i, j]
                         src = flat[n, c, i * wp + j:i * wp + j + P]
