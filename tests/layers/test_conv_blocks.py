@@ -74,7 +74,11 @@ def test_blocks_split_the_batch(monkeypatch):
     accel.set_num_threads(2)
     try:  # LeNet's first layer at batch 128: 11.5 MB of columns, 2.5 MB blocks, the same count per thread
         assert conv._blocks(np, 128, 25 * 28 * 32 * 4) == accel.split(128, 6)
-        assert conv._blocks(np, 7, 0) == accel.split(7, 2)          # at least one block per thread
+        # batch 32: 2.9 MB of columns, under two blocks' worth: two blocks, one thread (a thread's
+        # wake-up and join cost more than the split saves); batch 64: two threads
+        assert conv._blocks(np, 32, 25 * 28 * 32 * 4) == accel.split(32, 2)
+        assert conv._threads(np, 32, 25 * 28 * 32 * 4) == 1 and conv._threads(np, 64, 25 * 28 * 32 * 4) == 2
+        assert conv._blocks(np, 7, 0) == [(0, 7)]                   # no work: one block
         monkeypatch.setattr(conv, "block_bytes", 1)
         assert conv._blocks(np, 7, 1000) == accel.split(7, 7)       # at most one block per sample
         with accel.limit_threads(1):
