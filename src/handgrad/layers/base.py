@@ -140,7 +140,7 @@ class Layer:
     def _check_input(self, x) -> None:
         from .._checks import check_float_array
 
-        check_float_array(x, str(self))
+        check_float_array(x, self)
 
     def _forward(self, x, training: bool):
         raise NotImplementedError

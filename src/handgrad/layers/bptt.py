@@ -116,7 +116,7 @@ class Recurrent(Layer):
         return y
 
     def _check_input(self, x) -> None:
-        check_float_array(x, str(self), ndim=3)
+        check_float_array(x, self, ndim=3)
         if x.shape[2] != self.input_size:
             raise ValueError(f"{self}: expected input of shape (N, T, {self.input_size}), got {tuple(x.shape)}")
         if x.shape[1] < 1:

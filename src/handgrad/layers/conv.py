@@ -152,7 +152,7 @@ class Conv2D(Layer):
         return f"Conv2D({self.in_channels}→{self.out_channels}, {kh}×{kw}{extra})"
 
     def _check_input(self, x) -> None:
-        check_float_array(x, str(self), ndim=4)
+        check_float_array(x, self, ndim=4)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{self}: expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding

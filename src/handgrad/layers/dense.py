@@ -58,7 +58,7 @@ class Dense(Layer):
         return f"Dense({self.in_features}→{self.out_features})"
 
     def _check_input(self, x) -> None:
-        check_float_array(x, f"{self}", last=self.in_features)
+        check_float_array(x, self, last=self.in_features)
         if x.ndim not in (2, 3):
             raise ValueError(f"{self}: expected input of shape (N, {self.in_features}) or "
                              f"(N, T, {self.in_features}), got {tuple(x.shape)}")

@@ -36,7 +36,7 @@ class _Pool2D(Layer):
         return f"{type(self).__name__}({ks}{ss})"
 
     def _check_input(self, x) -> None:
-        check_float_array(x, str(self), ndim=4)
+        check_float_array(x, self, ndim=4)
         if x.shape[2] < self.kernel_size[0] or x.shape[3] < self.kernel_size[1]:
             raise ValueError(f"{self}: input {tuple(x.shape)} is smaller than the window {self.kernel_size}")
 
