@@ -381,3 +381,24 @@ def test_backward_writes_only_into_its_own_gradients(dtype):
     given = g.copy()
     short.backward(g)
     np.testing.assert_array_equal(g, given)
+
+
+def test_backward_never_writes_into_what_a_users_layer_returns():
+    """A layer defined outside handgrad may return an array it keeps (here: its own buffer,
+    and a Flatten's view of it): the layers below it compute into new arrays."""
+
+    class Keeps(layers.base.Layer):
+        def _forward(self, x, training):
+            self.buffer = np.full(x.shape, -1.0, dtype=x.dtype)
+            return x
+
+        def _backward(self, grad_y, need_input_grad):
+            return self.buffer
+
+    x = np.random.default_rng(4).standard_normal((3, 2, 2, 2))
+    for model in (hg.Sequential([layers.ReLU(), Keeps()]),
+                  hg.Sequential([layers.ReLU(), layers.Flatten(), Keeps()])):
+        keeps = model.layers[-1]
+        y = model.forward(x, training=True)
+        model.backward(np.ones(y.shape))
+        np.testing.assert_array_equal(keeps.buffer, -1.0)

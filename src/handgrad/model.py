@@ -13,7 +13,7 @@ import numpy
 
 from . import backend
 from ._checks import check_finite, check_option, check_positive_int
-from .layers.base import Layer
+from .layers.base import REGISTRY, Layer
 from .replicas import Inference
 
 
@@ -74,15 +74,22 @@ class Sequential:
             trainable = [i for i, layer in enumerate(layers) if layer.trainable and layer.params]
             first = trainable[0] if trainable else len(layers)
         record = self.record_delta_norms
-        given = grad  # the caller's: never written; the gradients the layers return are theirs
+        # The caller's gradient is never written. One returned by a handgrad layer within this
+        # call is a new array (or a view of the gradient it was given), so the next layer may
+        # write into it; one from a layer defined elsewhere might alias what that layer keeps.
+        given, fresh = grad, False
         xp = backend.array_module(grad)
         for i in range(len(layers) - 1, first - 1, -1):
             if record and layers[i].params:
                 xp = backend.array_module(grad)
                 g2 = grad.reshape(grad.shape[0], -1)
                 self.delta_norms[i] = float(xp.sqrt((g2 * g2).sum(axis=1)).mean())
-            owned = grad is not given and not xp.may_share_memory(grad, given)
-            grad = layers[i]._backward_checked(grad, need_input_grad=input_grad or i > first, owned=owned)
+            owned = fresh and not xp.may_share_memory(grad, given)
+            out = layers[i]._backward_checked(grad, need_input_grad=input_grad or i > first, owned=owned)
+            if out is not None:  # new, or a view of what the layer was given (as fresh as that was)
+                ours = type(layers[i]) is REGISTRY.get(type(layers[i]).__name__)
+                fresh = ours and (fresh or not xp.may_share_memory(out, grad))
+            grad = out
         return grad if input_grad else None
 
     @contextlib.contextmanager
