@@ -220,3 +220,55 @@ def test_rnn_step_back_kernel_matches_the_equations(compiled, tanh, dtype):
     delta = np.empty_like(eps)
     (K.rnn_step_back if compiled else K.rnn_step_back.py)(eps, h, delta, tanh)
     np.testing.assert_allclose(delta, eps * ((1 - h * h) if tanh else h * (1 - h)), **TOL[dtype])
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)], ids=["python", "numba"])
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_lstm_float32_step_kernel_matches_the_equations(compiled, peepholes):
+    """The one-pass float32 step against ``000`` eqs. (30)–(35) computed in float64."""
+    rng = np.random.default_rng(4)
+    N, H = 5, 7
+    a0, r = (rng.standard_normal((N, 4 * H)).astype(np.float32) for _ in range(2))
+    b = rng.standard_normal(4 * H).astype(np.float32)
+    c_prev = rng.standard_normal((N, H)).astype(np.float32)
+    peep = rng.standard_normal((3, H)).astype(np.float32) if peepholes else np.empty((0, H), np.float32)
+    A = a0.astype(np.float64) + r + b                       # halved on I, F, O, as the layer's weights are
+    if peepholes:
+        A[:, :3 * H] += (peep[:, None, :].astype(np.float64) * c_prev[None]).transpose(1, 0, 2).reshape(N, 3 * H)
+    i, f, o = (1 / (1 + np.exp(-2 * A[:, q * H:(q + 1) * H])) for q in range(3))
+    g = np.tanh(A[:, 3 * H:])
+    c_want = f * c_prev + i * g
+    a, c, tc, h = a0.copy(), *(np.full((N, H), np.nan, np.float32) for _ in range(3))
+    (K.lstm_step_float32 if compiled else K.lstm_step_float32.py)(a, r, b, peep, c_prev, c, tc, h)
+    tol = dict(rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(a, np.concatenate([i, f, o, g], axis=1), **tol)
+    np.testing.assert_allclose(c, c_want, **tol)
+    np.testing.assert_allclose(tc, np.tanh(c), **tol)        # tanh of the stored c_t, as backward assumes
+    np.testing.assert_allclose(h, o * np.tanh(c_want), **tol)
+
+
+@needs_numba
+def test_lstm_float32_step_tanh_is_within_its_bound_everywhere():
+    """The inline rational tanh, read off the g block (A_g = x, i = σ(0) = ½): within 4e-7 of
+    tanh over a dense grid and at the extremes (7 ulp of 1); odd; NaN stays NaN, ±inf gives ±1."""
+    grid = np.linspace(-12, 12, 480_001, dtype=np.float32)
+    special = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-45, 3e-4, 7.9, 7.91, 8.5, 1e30, -1e30, 3.4e38,
+                        np.inf, -np.inf, np.nan], np.float32)
+    x = np.concatenate([grid, special])
+    H = x.size
+    a = np.zeros((1, 4 * H), np.float32)
+    a[0, 3 * H:] = x
+    zeros = np.zeros((1, H), np.float32)
+    c, tc, h = (np.empty((1, H), np.float32) for _ in range(3))
+    K.lstm_step_float32(a, np.zeros_like(a), np.zeros(4 * H, np.float32), np.empty((0, H), np.float32),
+                        zeros, c, tc, h)
+    got = a[0, 3 * H:]
+    finite = ~np.isnan(x)
+    want = np.tanh(x[finite].astype(np.float64))
+    assert np.abs(got[finite] - want).max() <= 4e-7
+    assert np.all(np.abs(got[finite]) <= 1)
+    assert np.array_equal(got[:grid.size], -got[:grid.size][::-1])  # odd: the grid is symmetric
+    assert np.isnan(got[-1]) and got[-3] == 1 and got[-2] == -1
+    assert got[grid.size] == 0                               # tanh(x) ≈ x for tiny x, not flushed to zero:
+    np.testing.assert_allclose(got[grid.size + 2:grid.size + 4], [1e-30, -1e-30], rtol=2e-7, atol=0)
+    np.testing.assert_allclose(a[0, :3 * H], 0.5)            # σ(0)
