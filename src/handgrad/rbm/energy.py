@@ -12,9 +12,8 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def softplus(x):
-    """log(1 + eˣ), stable for any x: max(x, 0) + log1p(e^{−|x|})."""
-    xp = backend.array_module(x)
-    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+    """log(1 + eˣ), stable for any x: max(x, 0) + log1p(e^{−|x|}) (``functional.softplus``)."""
+    return F.softplus(x)
 
 
 def sigmoid(x):
