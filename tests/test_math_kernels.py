@@ -100,3 +100,32 @@ def test_float64_and_the_jit_off_keep_the_numpy_formulas(monkeypatch):
     assert calls == []
     F.sigmoid(z.astype(np.float32))
     assert len(calls) == 1
+
+
+@needs_numba
+def test_tanh_within_4e7_everywhere_and_its_special_values():
+    z = np.concatenate([np.linspace(-12, 12, 480_001, dtype=np.float32), SPECIAL])
+    out = np.empty_like(z)
+    M.tanh_float32(z, out)
+    want = np.tanh(z.astype(np.float64))
+    finite = ~np.isnan(z)
+    assert np.abs(out[finite] - want[finite]).max() <= 4e-7
+    small = finite & (np.abs(z) < 0.5) & (z != 0)
+    assert (np.abs(out[small] - want[small]) / np.abs(want[small])).max() <= 2.5e-7
+    assert np.isnan(out[-1]) and out[-3] == 1 and out[-2] == -1 and np.all(np.abs(out[finite]) <= 1)
+    py = np.empty_like(z[:3000])
+    M.tanh_float32.py(z[:3000], py)                             # the Python kernel: the same bits
+    assert np.array_equal(py, out[:3000])
+
+
+@pytest.mark.parametrize("jit", [False, pytest.param(True, marks=needs_numba)], ids=["numpy", "jit"])
+@pytest.mark.parametrize("shape", [(), (0,), (1,), (3, 5), (2, 3, 4)])
+def test_functional_tanh_in_every_shape_and_layout(shape, jit):
+    z = (np.random.default_rng(2).standard_normal(shape) * 3).astype(np.float32)
+    with accel.use_jit(jit):
+        for v in [z, z.T, np.asfortranarray(z)] + ([z[..., ::2]] if z.ndim else []):
+            got = F.tanh(v)
+            assert got.shape == v.shape and got.dtype == np.float32
+            np.testing.assert_allclose(got, np.tanh(v.astype(np.float64)), rtol=0, atol=4e-7)
+        z64 = z.astype(np.float64)
+        assert np.array_equal(F.tanh(z64), np.tanh(z64))      # float64: NumPy's, exactly

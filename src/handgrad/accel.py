@@ -26,12 +26,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 __all__ = ["default_threads", "num_threads", "set_num_threads", "limit_threads", "parallel_for", "split",
            "blas_available", "blas_limit",
-           "jit_available", "jit_enabled", "set_jit", "use_jit", "kernel"]
+           "jit_available", "jit_enabled", "set_jit", "use_jit", "kernel", "inline"]
 
 
 # -- threads ---------------------------------------------------------------------------------
@@ -327,11 +328,46 @@ class Kernel:
             numba = _numba_module()
             if numba is None:
                 raise RuntimeError(f"{self.__name__}: compiled kernels need numba (`pip install 'handgrad[fast]'`)")
-            self._compiled = numba.njit(nogil=True, cache=True, fastmath=False, boundscheck=False,
-                                        error_model="numpy")(self.py)
+            self._compiled = self._compile(numba)
         return self._compiled(*args)
+
+    def _compile(self, numba):
+        """``py`` compiled, with each :class:`Inline` function it calls by a global name
+        replaced by that function's compiled form (inlined into the loop, which then vectorizes)."""
+        fn = self.py
+        helpers = {k: v.compiled(numba) for k, v in fn.__globals__.items() if isinstance(v, Inline)}
+        if helpers:
+            fn = types.FunctionType(fn.__code__, {**fn.__globals__, **helpers}, fn.__name__, fn.__defaults__,
+                                    fn.__closure__)
+            fn.__qualname__, fn.__doc__ = self.py.__qualname__, self.py.__doc__
+        return numba.njit(nogil=True, cache=True, fastmath=False, boundscheck=False, error_model="numpy")(fn)
+
+
+class Inline:
+    """A scalar function that kernels call (``@accel.inline``): plain Python when a kernel runs
+    as ``py``, compiled and inlined (numba ``inline="always"``) into a compiled kernel."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.py = fn
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self._compiled = None
+
+    def __call__(self, *args):
+        return self.py(*args)
+
+    def compiled(self, numba):
+        if self._compiled is None:
+            self._compiled = numba.njit(inline="always", nogil=True, fastmath=False, boundscheck=False,
+                                        error_model="numpy")(self.py)
+        return self._compiled
 
 
 def kernel(fn: Callable) -> Kernel:
     """Decorator: ``fn`` becomes a :class:`Kernel` (compiled lazily, only if it is called)."""
     return Kernel(fn)
+
+
+def inline(fn: Callable) -> Inline:
+    """Decorator: ``fn`` becomes an :class:`Inline` scalar function for kernels to call."""
+    return Inline(fn)

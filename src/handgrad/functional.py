@@ -45,6 +45,20 @@ def sigmoid(z):
     return s * (e + pos * (1 - e)) * (z > -cap)
 
 
+def tanh(z):
+    """tanh(z); for a float32 NumPy array with the JIT on, ``_math_kernels.tanh32`` in one
+    compiled pass (a rational function within 4e-7 of tanh, 7 ulp of 1; NumPy's float32 tanh
+    is a scalar loop on CPUs without AVX-512)."""
+    if isinstance(z, numpy.ndarray) and z.dtype == numpy.float32 and accel.jit_enabled():
+        from . import _math_kernels  # noqa: PLC0415 - only with the JIT
+
+        z = numpy.ascontiguousarray(z)
+        out = numpy.empty_like(z)
+        _math_kernels.tanh_float32(z.reshape(-1), out.reshape(-1))
+        return out
+    return backend.array_module(z).tanh(z)
+
+
 def log_softmax(z, axis: int = -1):
     """ln softmax(z) = z − max z − ln Σ e^{z − max z}: stable for logits of any size."""
     xp = backend.array_module(z)

@@ -4,9 +4,9 @@ Each kernel is one pass over a step's arrays doing what the NumPy path of ``lstm
 ``recurrent.py`` does in several passes and temporaries; the layers call them when
 :func:`handgrad.accel.jit_enabled` is True and the arrays are NumPy arrays, and keep their NumPy
 code beside them for the other case (the tests compare the two). The transcendental functions
-(tanh) stay in NumPy calls between the kernels (NumPy's SIMD tanh is much faster than numba's
-scalar one), except in :func:`lstm_step_float32`, which computes a float32 tanh as a rational
-function that vectorizes. The kernels are serial loops; arithmetic is IEEE in the order written (no
+(tanh) are NumPy calls between the kernels for float64 (NumPy's tanh is more accurate than
+numba's scalar one and, with SIMD, faster); float32 forward steps (:func:`lstm_step_float32`,
+:func:`rnn_step_tanh_float32`) compute tanh inline as a rational function that vectorizes. The kernels are serial loops; arithmetic is IEEE in the order written (no
 fast-math), and nothing depends on timing, so results are bit for bit the same from run to run.
 
 Legend: N batch, H memory blocks / hidden units. LSTM gate blocks are in the layer's internal
@@ -16,6 +16,7 @@ be strided (a time step of a batch-first array); the last axis is contiguous.
 from __future__ import annotations
 
 from .. import accel
+from .._math_kernels import tanh32
 
 
 # Constants are cast to the arrays' dtype (``x.dtype.type``) so float32 arithmetic stays float32,
@@ -58,41 +59,16 @@ def lstm_cell(a, c_prev, c):
 def lstm_step_float32(a, r, b, peep, c_prev, c, tc, h_out):
     """A whole float32 forward step in one pass (``000`` eqs. (30)–(35)): what
     :func:`lstm_preactivation`, ``tanh``, :func:`lstm_cell`, ``tanh(c_t)`` and ``o ⊙ tanh(c_t)``
-    do in five, with tanh computed inline as a rational function (below) so the loop
-    vectorizes. On exit ``a`` holds i, f, o, g, ``c`` c_t, ``tc`` tanh(c_t), ``h_out`` h_t.
+    do in five, with tanh computed inline as a rational function so the loop vectorizes. On exit
+    ``a`` holds i, f, o, g, ``c`` c_t, ``tc`` tanh(c_t), ``h_out`` h_t.
 
-    tanh(x) ≈ x·P(x²)/Q(x²) on |x| ≤ 7.905 (±1 beyond, where float32's tanh is ±1 within
-    3 ulp), P of degree 6 and Q of degree 3 in x² (Eigen's ``generic_fast_tanh_float``
-    coefficients, evaluated without fused multiply-adds): at most 4e-7 from the true tanh over
-    the whole line, 7 float32 ulp of 1 (NumPy's float32 tanh: 6e-8, 1.4 ulp). NaN stays NaN, ±inf gives ±1. Only for float32: float64
-    steps (the gradient checks) keep NumPy's tanh; the backward is the same either way, the
-    exact derivatives (``003`` §7) evaluated on the stored activations."""
+    tanh is :func:`handgrad._math_kernels.tanh32` (a rational function: within 4e-7 of the true
+    tanh, 7 float32 ulp of 1; NumPy's: 6e-8). Only for float32: float64 steps (the gradient
+    checks) keep NumPy's tanh; the backward is the same either way, the exact derivatives
+    (``003`` §7) evaluated on the stored activations."""
     n, m = a.shape
     h = m // 4
-    f = a.dtype.type
-    lim = f(7.90531110763549805)
-    p1, p3, p5 = f(4.89352455891786e-03), f(6.37261928875436e-04), f(1.48572235717979e-05)
-    p7, p9, p11 = f(5.12229709037114e-08), f(-8.60467152213735e-11), f(2.00018790482477e-13)
-    p13 = f(-2.76076847742355e-16)
-    q0, q2 = f(4.89352518554385e-03), f(2.26843463243900e-03)
-    q4, q6 = f(1.18534705686654e-04), f(1.19825839466702e-06)
-    half = f(0.5)
-
-    def tanh(x):  # inlined by numba; comparisons written so that NaN passes through
-        x = lim if x > lim else x
-        x = -lim if x < -lim else x
-        x2 = x * x
-        p = x2 * p13 + p11
-        p = x2 * p + p9
-        p = x2 * p + p7
-        p = x2 * p + p5
-        p = x2 * p + p3
-        p = x2 * p + p1
-        q = x2 * q6 + q4
-        q = x2 * q + q2
-        q = x2 * q + q0
-        return x * p / q
-
+    half = a.dtype.type(0.5)
     for k in range(n):
         for j in range(m):                                     # A_t (halved on I, F, O)
             a[k, j] = (a[k, j] + r[k, j]) + b[j]
@@ -101,13 +77,13 @@ def lstm_step_float32(a, r, b, peep, c_prev, c, tc, h_out):
                 for j in range(h):
                     a[k, q * h + j] = a[k, q * h + j] + peep[q, j] * c_prev[k, j]
         for j in range(3 * h):                                 # i, f, o = ½ tanh(A/2) + ½
-            a[k, j] = tanh(a[k, j]) * half + half
+            a[k, j] = tanh32(a[k, j]) * half + half
         for j in range(h):                                     # g = tanh(A_g)
-            a[k, 3 * h + j] = tanh(a[k, 3 * h + j])
+            a[k, 3 * h + j] = tanh32(a[k, 3 * h + j])
         for j in range(h):                                     # c_t, tanh(c_t), h_t = o ⊙ tanh(c_t)
             s = a[k, h + j] * c_prev[k, j] + a[k, j] * a[k, 3 * h + j]
             c[k, j] = s
-            t = tanh(s)
+            t = tanh32(s)
             tc[k, j] = t
             h_out[k, j] = a[k, 2 * h + j] * t
 
@@ -152,6 +128,17 @@ def lstm_step_back(gates, c_prev, tc, eps_a, dc, peep, d):
         else:
             for j in range(h):
                 dc[k, j] = dc[k, j] * gates[k, h + j]
+
+
+# -- RNN forward (``003`` §6) -------------------------------------------------------------------
+@accel.kernel
+def rnn_step_tanh_float32(z, r, h):
+    """h_t = tanh(z + r) with z = x_t W_ihᵀ + b and r = h_{t−1} W_hhᵀ, in one pass (tanh by
+    :func:`handgrad._math_kernels.tanh32`; float32 only)."""
+    n, m = z.shape
+    for k in range(n):
+        for j in range(m):
+            h[k, j] = tanh32(z[k, j] + r[k, j])
 
 
 # -- RNN backward (``003`` §6 statement (2)) ----------------------------------------------------

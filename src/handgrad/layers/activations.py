@@ -92,7 +92,8 @@ class Sigmoid(Layer):
 class Tanh(Layer):
     """Hyperbolic-tangent neurons.
 
-    Forward: a = tanh(z).
+    Forward: a = tanh(z) (``functional.tanh``: for float32 with the JIT, a rational function
+    within 4e-7 of it).
 
     Backward: tanh'(z) = 1 − tanh²(z), so backward returns ``grad_y * (1 − a²)`` using the
     cached output a.
@@ -101,8 +102,7 @@ class Tanh(Layer):
     _cache = ("_y",)
 
     def _forward(self, x, training):
-        xp = backend.array_module(x)
-        y = xp.tanh(x)
+        y = F.tanh(x)
         if training:
             self._y = y
         return y

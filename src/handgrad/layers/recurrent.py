@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from .. import backend, functional as F
 from .._checks import check_option
 from . import _recurrent_kernels as K
@@ -63,9 +65,12 @@ class RNN(Recurrent):
     def _step(self, run, t: int) -> None:
         """h_t = act(A_t + h_{t−1} W_hhᵀ), A_t = x_t W_ihᵀ + b (``003`` §6: z[t]⁽²⁾)."""
         hs = run.states[0]
-        z = run.A[t]
-        z += run.xp.matmul(hs[t], run.W_hhT, out=run.tmp)
-        h = hs[t + 1]
+        z, h = run.A[t], hs[t + 1]
+        r = run.xp.matmul(hs[t], run.W_hhT, out=run.tmp)
+        if run.jit and self.activation == "tanh" and z.dtype == numpy.float32:
+            K.rnn_step_tanh_float32(z, r, h)                # z + r and tanh in one pass
+            return
+        z += r
         if self.activation == "tanh":
             run.xp.tanh(z, out=h)
         else:
