@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
 from .. import functional as F
 
 UNITS = ("bernoulli", "gaussian")
