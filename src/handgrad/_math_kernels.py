@@ -3,8 +3,8 @@
 inline, and :func:`tanh_float32` over an array), used when the JIT is on.
 
 NumPy computes ``functional.sigmoid`` in about ten passes (abs, minimum, exp, division,
-comparisons, products), and on a CPU without AVX-512 its float32 ``exp`` is a scalar loop
-(2.5 ns a value on the AVX2 machine of ``docs/benchmarks.md``, 2026-12-04). Here e^{−|z|} is
+comparisons, products), and its float32 ``exp`` ran at scalar speed on the AVX2 machine of
+``docs/benchmarks.md`` (2.5 ns a value, 2026-12-04). Here e^{−|z|} is
 written out so that the loops vectorize: Cody–Waite range reduction |z| = k ln 2 + r,
 |r| ≤ ½ ln 2, a degree-7 polynomial for e^{−r} (Cephes' ``expf`` coefficients, within 1 ulp on
 that interval), and 2^{−k} applied by subtracting k from the exponent bits (through an int32

