@@ -343,15 +343,10 @@ class Kernel:
         return numba.njit(nogil=True, cache=True, fastmath=False, boundscheck=False, error_model="numpy")(fn)
 
 
-class Inline:
-    """A scalar function that kernels call (``@accel.inline``): plain Python when a kernel runs
-    as ``py``, compiled and inlined (numba ``inline="always"``) into a compiled kernel."""
-
-    def __init__(self, fn: Callable) -> None:
-        self.py = fn
-        self.__name__ = fn.__name__
-        self.__doc__ = fn.__doc__
-        self._compiled = None
+class Inline(Kernel):
+    """A scalar function that kernels call (``@accel.inline``): plain Python when called
+    itself or from a kernel's ``py``, compiled and inlined (numba ``inline="always"``) into a
+    compiled kernel (:meth:`Kernel._compile`)."""
 
     def __call__(self, *args):
         return self.py(*args)
