@@ -487,3 +487,49 @@ def test_get_by_name_and_alias():
     assert isinstance(losses.get("SoftmaxCrossEntropy"), losses.SoftmaxCrossEntropy)
     with pytest.raises(ValueError, match="losses.get"):
         losses.get("hinge")
+
+
+@pytest.mark.skipif(not hg.accel.jit_available(), reason="numba is not installed")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", CLASS_SHAPES + [(128, 10)], ids=str)
+@pytest.mark.parametrize("label_dtype", [np.int64, np.uint8, np.int32])
+def test_softmax_cross_entropy_compiled_labels_match_numpy(shape, dtype, label_dtype):
+    """The one-pass compiled cost and gradient for integer labels (``_xent_labels_kernel``)
+    against the NumPy lines: a few ulp apart (one e^x per element instead of e^{ln softmax}),
+    ignored steps included."""
+    z = logits(shape, dtype, seed=3, scale=6.0)
+    lab = labels(shape, seed=4)
+    if len(shape) == 3 and signed(label_dtype):
+        lab[0, 0] = -1
+    lab = lab.astype(label_dtype)
+    loss = losses.SoftmaxCrossEntropy()
+    got_v = loss.forward(z, lab)
+    got_g = loss.backward()
+    with hg.accel.use_jit(False):
+        want_v = loss.forward(z, lab)
+        want_g = loss.backward()
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    assert got_g.dtype == dtype and got_g.shape == z.shape
+    assert got_v == pytest.approx(want_v, rel=tol, abs=tol)
+    np.testing.assert_allclose(got_g, want_g, rtol=tol, atol=tol / 10)
+
+
+def signed(label_dtype) -> bool:
+    return np.dtype(label_dtype).kind == "i"
+
+
+@pytest.mark.skipif(not hg.accel.jit_available(), reason="numba is not installed")
+def test_softmax_cross_entropy_compiled_nonfinite_logits_propagate():
+    """NaN or +inf in a row's logits gives a NaN cost and NaN gradient in that row, as the NumPy
+    lines do (fit's guard then skips the update)."""
+    z = np.array([[0.0, np.nan, 1.0], [1.0, 2.0, 3.0], [np.inf, 0.0, 0.0]], np.float32)
+    loss = losses.SoftmaxCrossEntropy()
+    with np.errstate(invalid="ignore"):
+        v = loss.forward(z, np.array([0, 1, 2]))
+        g = loss.backward()
+        with hg.accel.use_jit(False):
+            v2 = loss.forward(z, np.array([0, 1, 2]))
+            g2 = loss.backward()
+    assert np.isnan(v) and np.isnan(v2)
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(g2))
+    assert np.isfinite(g[1]).all()

@@ -8,7 +8,9 @@ output's shape. Labels are validated before use (on a GPU an out-of-range index 
 """
 from __future__ import annotations
 
-from . import backend, functional as F
+import numpy
+
+from . import accel, backend, functional as F
 from ._checks import check_float_array
 
 _REGISTRY: dict[str, type["Loss"]] = {}
@@ -200,6 +202,40 @@ class BinaryCrossEntropy(Loss):
         return {"from_logits": self.from_logits}
 
 
+@accel.kernel
+def _xent_labels_kernel(z, labels, count, grad):
+    """Softmax cross-entropy with integer labels in one pass over the rows of ``z`` (N, C):
+    ``grad`` ← (softmax(z) − onehot(label)) / count, and the return value Σ_n ln softmax(z_n)[label_n]
+    (summed in float64). Rows labelled below 0 (``ignore_index``) get a zero gradient and add
+    nothing. The formulas of ``SoftmaxCrossEntropy._compute``'s NumPy lines, one e^x per
+    element: ln softmax(z)_k = z_k − max z − ln s and softmax(z)_j = e^{z_j − max z} / s, with
+    s = Σ_j e^{z_j − max z}."""
+    n, c = z.shape
+    total = 0.0
+    for i in range(n):
+        k = labels[i]
+        if k < 0:
+            for j in range(c):
+                grad[i, j] = 0
+            continue
+        m = z[i, 0]
+        for j in range(1, c):
+            if z[i, j] > m:
+                m = z[i, j]
+        s = z[i, 0] - z[i, 0]  # zero in z's dtype
+        for j in range(c):
+            e = numpy.exp(z[i, j] - m)
+            grad[i, j] = e
+            s += e
+        for j in range(c):
+            grad[i, j] = grad[i, j] / s
+        grad[i, k] -= 1
+        for j in range(c):
+            grad[i, j] /= count
+        total += (z[i, k] - m) - numpy.log(s)
+    return total
+
+
 @_register
 class SoftmaxCrossEntropy(Loss):
     """Softmax output fused with the negative log-likelihood (``003`` §3).
@@ -238,6 +274,12 @@ class SoftmaxCrossEntropy(Loss):
     def _compute(self, output, target, count):
         self._check_rank(output)
         xp = backend.array_module(output)
+        if (xp is numpy and target.dtype.kind in "iu" and output.dtype in (numpy.float32, numpy.float64)
+                and output.size and accel.jit_enabled()):
+            z = numpy.ascontiguousarray(output).reshape(-1, output.shape[-1])
+            grad = numpy.empty_like(z)
+            total = _xent_labels_kernel(z, numpy.ascontiguousarray(target).reshape(-1), z.dtype.type(count), grad)
+            return -total / count, grad.reshape(output.shape)
         logp = F.log_softmax(output, axis=-1)
         grad = xp.exp(logp)
         if target.dtype.kind == "f":

@@ -142,6 +142,28 @@ def test_row_sharded_draws_are_the_global_draws():
         dist.row_sharded(3)
 
 
+@pytest.mark.parametrize("shape", [(9, 3), (9,), (9, 2, 3)], ids=str)
+def test_row_sharded_uint32_draws_are_the_global_draws(shape):
+    """``random_uint32`` (dropout's draws): the raw 64-bit outputs split low half first, and a
+    row view keeps the global draw's rows; a plain Generator draws the same integers."""
+    from handgrad.training.rowshard import random_uint32
+
+    n = int(np.prod(shape))
+    raw = np.random.default_rng(5).bit_generator.random_raw((n + 1) // 2)
+    want = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=-1).reshape(-1)[:n].astype(np.uint32).reshape(shape)
+    full = random_uint32(np.random.default_rng(5), shape)
+    assert full.dtype == np.uint32
+    np.testing.assert_array_equal(full, want)
+    parts = []
+    for a, b in dist.shard_bounds(9, 4):
+        g = dist.row_sharded(np.random.default_rng(5))
+        g.set_view(9, a, b)
+        parts.append(random_uint32(g, (b - a, *shape[1:])))
+    np.testing.assert_array_equal(np.concatenate(parts), want)
+    with pytest.raises(TypeError, match="random_uint32"):
+        random_uint32(np.random.RandomState(0), 3)
+
+
 def test_row_sharded_augmentation_equals_the_global_batch_augmentation():
     aug = hg.data.RandomAffine(flip=True, image_shape=(6, 6))
     x = np.random.default_rng(0).random((7, 36))

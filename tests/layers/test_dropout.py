@@ -17,10 +17,13 @@ def inputs(shape, dtype=np.float64, seed=0):
 
 
 def dropout_mask(seed, shape, dtype, p):
-    """The mask Dropout(p, rng=seed) draws on its first training forward (documented:
-    keep where u < 1 − p with u ~ U[0, 1) from the layer's generator, scale 1/(1 − p))."""
-    u = np.random.default_rng(seed).random(shape, dtype=dtype)
-    return (u < 1 - p).astype(dtype) / dtype(1 - p)
+    """The mask Dropout(p, rng=seed) draws on its first training forward (documented: keep
+    where r < round((1 − p)·2³²), r the 32-bit halves of the generator's raw 64-bit outputs,
+    low half first; scale 1/(1 − p))."""
+    n = int(np.prod(shape))
+    raw = np.random.default_rng(seed).bit_generator.random_raw((n + 1) // 2)
+    r = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=-1).reshape(-1)[:n].reshape(shape)
+    return (r < round((1 - p) * 2 ** 32)).astype(dtype) / dtype(1 - p)
 
 
 # == Dropout ===================================================================================
@@ -273,3 +276,34 @@ def test_compiled_mask_gives_numpys_bits(dtype, p, layout):
         got[jit] = (y, g)
     for a, b in zip(got[False], got[True]):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_dropout_keep_threshold_edges(jit):
+    """T = round((1 − p)·2³²): p so small that T reaches 2³² keeps every unit (scaled); an odd
+    count of units uses the low half of the last raw output."""
+    from handgrad.layers.dropout import keep_threshold
+
+    assert keep_threshold(0.8) == 3435973837 and keep_threshold(1.0 - 1e-12) == 2 ** 32
+    if jit and not accel.jit_available():
+        pytest.skip("numba is not installed")
+    x = np.ones((3, 5))
+    with accel.use_jit(jit):
+        y = Dropout(1e-12, rng=0).forward(x, training=True)
+        np.testing.assert_array_equal(y, np.full_like(x, 1.0 / (1 - 1e-12)))
+        odd = Dropout(0.5, rng=7).forward(x, training=True)
+    np.testing.assert_array_equal(odd, dropout_mask(7, x.shape, np.float64, 0.5))
+
+
+@pytest.mark.skipif(not accel.jit_available(), reason="numba is not installed")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "3-D"])
+def test_compiled_normalize_gives_numpys_bits(dtype, layout):
+    x = np.random.default_rng(2).random((13, 7)).astype(dtype)
+    x = x.T if layout == "transposed" else x.reshape(13, 7, 1) if layout == "3-D" else x
+    layer = layers.Normalize(0.2860, 0.3530)
+    with accel.use_jit(False):
+        want = layer.forward(x)
+    got = layer.forward(x)
+    assert got.dtype == want.dtype == dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got, want)

@@ -311,13 +311,12 @@ def conv_forward_rows(flat, W, b, y, a, z, wp):
 
 # -- Dropout (``003`` §4, inverted) ------------------------------------------------------------
 @accel.kernel
-def dropout_forward(x, u, keep, mask, y):
-    """mask = (u < keep) / keep and y = x ⊙ mask over flat arrays, in one pass; the same bits
-    as NumPy's ``(u < keep).astype(dtype)``, ``*= 1 / keep``, ``x * mask`` (the scale is cast
-    to the arrays' dtype first, as NumPy casts it)."""
-    scale = mask.dtype.type(1.0 / keep)
+def dropout_forward(x, r, threshold, scale, mask, y):
+    """mask = (r < threshold) · scale and y = x ⊙ mask over flat arrays, in one pass: the same
+    bits as the NumPy lines of ``Dropout._forward`` (``r`` uint32 draws, ``scale`` = 1/keep
+    already in the arrays' dtype)."""
     zero = mask.dtype.type(0.0)
     for i in range(x.shape[0]):
-        m = scale if u[i] < keep else zero
+        m = scale if r[i] < threshold else zero
         mask[i] = m
         y[i] = x[i] * m
