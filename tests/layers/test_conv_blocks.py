@@ -127,10 +127,13 @@ def test_kept_buffers_do_not_leak_into_outputs(tiny_blocks):
 @pytest.mark.parametrize("channels", [6, 16])
 @pytest.mark.parametrize("cfg", CASES, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_passes_equal_numpy(cfg, dtype, channels, monkeypatch):
+@pytest.mark.parametrize("weights", [0, 1 << 30], ids=["product-dW", "compiled-dW"])
+def test_compiled_passes_equal_numpy(cfg, dtype, channels, weights, monkeypatch):
     """The compiled passes (forward and input gradient for few output channels, col2im for
-    more) against im2col products and col2im(W_matᵀ δ) in NumPy."""
+    more, the weight gradient for few weights) against im2col products and col2im(W_matᵀ δ)
+    in NumPy."""
     monkeypatch.setattr(conv, "direct_input_grad_channels", channels)
+    monkeypatch.setattr(conv, "direct_weight_grad_size", weights)
     with accel.use_jit(False):
         ref = run(cfg, dtype)
     with accel.use_jit(True):

@@ -230,3 +230,37 @@ def test_conv_kernels_five_tap_passes_give_the_tap_by_tap_bits(kw, oh, wp, dtype
     acc = np.zeros((m, C, L), dtype)
     ck.col2im_rows(dcols, acc, wp)
     np.testing.assert_array_equal(acc, _taps_reference("col2im", dcols, None, wp, P))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", [5, 3, 1])
+@pytest.mark.parametrize("oh,wp", [(6, 9), (1, 5), (2, 4)])
+def test_conv_weight_grad_gives_its_documented_bits(kw, oh, wp, dtype):
+    """``conv_weight_grad``: kW accumulators per (d, c, i), each sample's products added
+    element-wise, then each accumulator summed in index order (written here with NumPy's
+    element-wise operations, and four float64 running sums over r mod 4, the tail joining the
+    first, as sequential cumulative sums), for a block that starts at a > 0."""
+    from handgrad.layers import _conv_kernels as ck
+
+    rng = np.random.default_rng(kw * 7 + oh)
+    P, kh, C, D, m, a = oh * wp, 2, 3, 2, 3, 1
+    L = (oh + kh + 1) * wp
+    flat = rng.standard_normal((a + m + 1, C, L)).astype(dtype)
+    delta = rng.standard_normal((D, m, P)).astype(dtype)
+    out = np.full((D, C * kh * kw), np.nan, dtype)
+    ck.conv_weight_grad(delta, flat, a, wp, kh, kw, out)
+    want = np.empty_like(out)
+    for d in range(D):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    acc = np.zeros(P, dtype)
+                    for n in range(m):
+                        acc = acc + delta[d, n] * flat[a + n, c, i * wp + j:i * wp + j + P]
+                    acc64 = acc.astype(np.float64)
+                    s = [np.cumsum(acc64[k::4])[-1] if acc64[k::4].size else 0.0 for k in range(4)]
+                    if P % 4:  # the tail joins the first running sum
+                        s[0] = np.cumsum(np.concatenate([acc64[:P - P % 4][0::4], acc64[P - P % 4:]]))[-1]
+                        s[1:] = [np.cumsum(acc64[:P - P % 4][k::4])[-1] if P >= 4 else 0.0 for k in (1, 2, 3)]
+                    want[d, (c * kh + i) * kw + j] = (s[0] + s[1]) + (s[2] + s[3])
+    np.testing.assert_array_equal(out, want)

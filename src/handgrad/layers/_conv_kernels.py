@@ -241,6 +241,60 @@ def conv_input_grad(delta, W, acc, wp):
 
 
 @accel.kernel
+def conv_weight_grad(delta, flat, a, wp, kh, kw, out):
+    """For a block of m samples a:a+m, with δ in the full-width layout ``(D, m, OH·Wp)`` (zero
+    on the extra columns) and ``flat`` the padded input ``(N, C, L)`` (``kernels.flat_padded``),
+    writes into ``out`` ``(D, C·kH·kW)``::
+
+        out[d, (c·kH + i)·kW + j] = Σ_n Σ_r δ[d, n, r] · flat[a + n, c, r + i·Wp + j]
+
+    the kernel gradient dW_mat = Σ_n δ_n X_col,nᵀ of the block (``Conv2D``'s docstring) without
+    building the columns. Each (d, c, i) keeps kW accumulators of OH·Wp values that stay in L1
+    cache while every sample's δ row is multiplied into them (element-wise, so the loop
+    vectorizes without reassociating), then sums each accumulator in float64 as four running
+    sums over r mod 4, (s0 + s1) + (s2 + s3), rounded once to the output's dtype: the same bits
+    run to run, within float rounding of the product's."""
+    D, m, R = delta.shape
+    C = flat.shape[1]
+    acc = np.empty((kw, R), dtype=out.dtype)
+    zero = out.dtype.type(0.0)
+    for d in range(D):
+        for c in range(C):
+            for i in range(kh):
+                acc[:, :] = zero
+                base = i * wp
+                for n in range(m):
+                    row = delta[d, n]
+                    if kw == 5:  # the five taps of a kernel row in one pass over the row
+                        src = flat[a + n, c, base:base + R + 4]
+                        a0, a1, a2, a3, a4 = acc[0], acc[1], acc[2], acc[3], acc[4]
+                        for r in range(R):
+                            v = row[r]
+                            a0[r] += v * src[r]
+                            a1[r] += v * src[r + 1]
+                            a2[r] += v * src[r + 2]
+                            a3[r] += v * src[r + 3]
+                            a4[r] += v * src[r + 4]
+                        continue
+                    for j in range(kw):
+                        src = flat[a + n, c, base + j:base + j + R]
+                        aj = acc[j]
+                        for r in range(R):
+                            aj[r] += row[r] * src[r]
+                for j in range(kw):  # in float64, four running sums (r mod 4) added at the end
+                    aj = acc[j]
+                    s0, s1, s2, s3 = 0.0, 0.0, 0.0, 0.0
+                    for r in range(0, R - 3, 4):
+                        s0 += aj[r]
+                        s1 += aj[r + 1]
+                        s2 += aj[r + 2]
+                        s3 += aj[r + 3]
+                    for r in range(R - R % 4, R):
+                        s0 += aj[r]
+                    out[d, (c * kh + i) * kw + j] = (s0 + s1) + (s2 + s3)
+
+
+@accel.kernel
 def col2im_rows(dcols, acc, wp):
     """``kernels.col2im_wide`` for a block of m samples in one pass: ``dcols`` ``(C, kH, kW, m,
     OH·Wp)`` (W_matᵀ δ, rows (c, i, j)), ``acc`` ``(m, C, L)`` zeroed, as in ``conv_input_grad``,
