@@ -244,12 +244,12 @@ def test_data_parallel_dropout_equals_one_piece(threads):
             np.testing.assert_allclose(weights[w][k], weights[1][k], rtol=1e-10, atol=1e-12, err_msg=f"{w}:{k}")
 
 
-@pytest.mark.parametrize("make, shape", [
-    (lambda: presets.mlp(hidden=(32,), dropout=0.3), (784,)),
-    (lambda: presets.lenet5(), (1, 28, 28)),
-    (lambda: presets.sequence_classifier("lstm", hidden=16), (28, 28)),
+@pytest.mark.parametrize("make, shape, parts", [
+    (lambda: presets.mlp(hidden=(32,), dropout=0.3), (784,), 1),   # Dense-like layers: BLAS threads
+    (lambda: presets.lenet5(), (1, 28, 28), 3),
+    (lambda: presets.sequence_classifier("lstm", hidden=16), (28, 28), 3),
 ])
-def test_predict_and_evaluate_split_over_threads_equal_one_piece(threads, make, shape):
+def test_predict_and_evaluate_split_over_threads_equal_one_piece(threads, make, shape, parts):
     pytest.importorskip("threadpoolctl")
     from handgrad import replicas
 
@@ -260,7 +260,7 @@ def test_predict_and_evaluate_split_over_threads_equal_one_piece(threads, make, 
     one = model.predict(x, batch_size=256)
     ev1 = hg.evaluate(model, losses.SoftmaxCrossEntropy(), x, y, batch_size=256)
     accel.set_num_threads(3)
-    assert replicas.Inference(model, 256, x).k == 3          # 256 rows: three parts of >= 64
+    assert replicas.Inference(model, 256, x).k == parts      # 256 rows: three parts of >= 64
     assert replicas.Inference(model, 100, x).k == 1          # too few rows to split
     many = model.predict(x, batch_size=256)
     ev3 = hg.evaluate(model, losses.SoftmaxCrossEntropy(), x, y, batch_size=256)
@@ -280,9 +280,14 @@ def test_inference_is_not_split_for_a_users_layer_or_a_given_initial_state(threa
 
     x = np.zeros((512, 784), dtype=np.float32)
     assert replicas.Inference(hg.Sequential([Mine(), *presets.mlp(hidden=(4,)).layers]), 512, x).k == 1
-    rnn = presets.sequence_classifier("rnn", hidden=4)
-    rnn.layers[1].initial_state = np.zeros((512, 4), dtype=np.float32)
-    assert replicas.Inference(rnn, 512, np.zeros((512, 28, 28), np.float32)).k == 1
+    lstm = presets.sequence_classifier("lstm", hidden=4)
+    assert replicas.Inference(lstm, 512, np.zeros((512, 28, 28), np.float32)).k == 2
+    lstm.layers[1].initial_state = (np.zeros((512, 4), np.float32), np.zeros((512, 4), np.float32))
+    assert replicas.Inference(lstm, 512, np.zeros((512, 28, 28), np.float32)).k == 1
+    # only Dense-like layers (and the Elman RNN): one piece, the products on every BLAS thread
+    assert replicas.Inference(presets.mlp(hidden=(4,)), 512, x).k == 1
+    assert replicas.Inference(presets.sequence_classifier("rnn", hidden=4), 512,
+                              np.zeros((512, 28, 28), np.float32)).k == 1
 
 
 # -- idle BLAS threads that spin beside handgrad's ---------------------------------------------

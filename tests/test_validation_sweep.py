@@ -22,6 +22,18 @@ def test_standardizer_refuses_other_feature_shapes():
         s.transform(np.zeros((5, 1)))
 
 
+@pytest.mark.parametrize("row", [0, 5, 9])
+def test_predict_rejects_nan_in_any_batch(row):
+    """Checked batch by batch: a NaN in the last batch still raises, and nothing is returned."""
+    model = hg.presets.mlp(hidden=(4,))
+    x = np.random.default_rng(0).random((10, 784), dtype=np.float32)
+    x[row, 3] = np.inf
+    with pytest.raises(ValueError, match="Sequential.predict.*NaN"):
+        model.predict(x, batch_size=4)
+    with pytest.raises(ValueError, match="Sequential.predict.*sample"):
+        model.predict(np.float32(1.0))
+
+
 def test_predict_rejects_nan():
     model = hg.Sequential([L.Dense(3, 2)])
     with pytest.raises(ValueError, match="Sequential.predict.*NaN"):

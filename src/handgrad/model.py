@@ -124,15 +124,20 @@ class Sequential:
         x = numpy.asarray(x) if not hasattr(x, "__cuda_array_interface__") else x
         if x.dtype.kind not in "fiu":
             raise TypeError(f"Sequential.predict: expected a numeric array, got dtype {x.dtype}")
-        check_finite(x, "Sequential.predict", "x")
+        if x.ndim == 0 or x.shape[0] == 0:
+            check_finite(x, "Sequential.predict", "x")
+            raise ValueError("Sequential.predict: expected at least one sample, got an empty array")
         outs = []
         with self.stateless():
             infer = Inference(self, min(batch_size, x.shape[0]), x)  # batches split over the cores
             for start in range(0, x.shape[0], batch_size):
-                xb = backend.asarray(x[start:start + batch_size], dtype=dtype, xp=xp)
+                # checked batch by batch, just before its forward reads it from cache (one pass
+                # over the whole input first read it from memory twice); nothing is returned
+                # unless every batch is finite
+                part = x[start:start + batch_size]
+                check_finite(part, "Sequential.predict", "x")
+                xb = backend.asarray(part, dtype=dtype, xp=xp)
                 outs.append(backend.to_numpy(infer(xb)))
-        if not outs:
-            raise ValueError("Sequential.predict: expected at least one sample, got an empty array")
         return numpy.concatenate(outs, axis=0)
 
     # -- parameters -----------------------------------------------------------------------
