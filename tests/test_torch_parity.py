@@ -196,11 +196,9 @@ def test_dropout_fixed_mask(p, dtype):
     layer = layers.Dropout(p, rng=11)
     y = layer.forward(x, training=True)
     gx = layer.backward(g)
-    # the documented mask: keep where r < round((1 − p)·2³²), r the 32-bit halves (low first)
-    # of the layer's generator's raw 64-bit outputs
-    raw = np.random.default_rng(11).bit_generator.random_raw(shape[0] * shape[1] // 2)
-    r = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=-1).reshape(shape)
-    keep = t((r < round((1 - p) * 2 ** 32)).astype(dtype))
+    # the documented mask: keep where u < 1 − p, u ~ U[0, 1) from the layer's generator
+    u = np.random.default_rng(11).random(shape, dtype=dtype)
+    keep = t((u < 1 - p).astype(dtype))
     xt = t(x, requires_grad=True)
     yt = xt * keep / (1 - p)
     yt.backward(t(g))

@@ -17,13 +17,10 @@ def inputs(shape, dtype=np.float64, seed=0):
 
 
 def dropout_mask(seed, shape, dtype, p):
-    """The mask Dropout(p, rng=seed) draws on its first training forward (documented: keep
-    where r < round((1 − p)·2³²), r the 32-bit halves of the generator's raw 64-bit outputs,
-    low half first; scale 1/(1 − p))."""
-    n = int(np.prod(shape))
-    raw = np.random.default_rng(seed).bit_generator.random_raw((n + 1) // 2)
-    r = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=-1).reshape(-1)[:n].reshape(shape)
-    return (r < round((1 - p) * 2 ** 32)).astype(dtype) / dtype(1 - p)
+    """The mask Dropout(p, rng=seed) draws on its first training forward (documented:
+    keep where u < 1 − p with u ~ U[0, 1) from the layer's generator, scale 1/(1 − p))."""
+    u = np.random.default_rng(seed).random(shape, dtype=dtype)
+    return (u < 1 - p).astype(dtype) / dtype(1 - p)
 
 
 # == Dropout ===================================================================================
@@ -279,20 +276,26 @@ def test_compiled_mask_gives_numpys_bits(dtype, p, layout):
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_dropout_keep_threshold_edges(jit):
-    """T = round((1 − p)·2³²): p so small that T reaches 2³² keeps every unit (scaled); an odd
-    count of units uses the low half of the last raw output."""
-    from handgrad.layers.dropout import keep_threshold
-
-    assert keep_threshold(0.8) == 3435973837 and keep_threshold(1.0 - 1e-12) == 2 ** 32
+@pytest.mark.parametrize("shape", [(3, 5), (8, 16)], ids=str)
+def test_float32_dropout_uniforms_come_from_the_raw_32_bit_halves(jit, shape):
+    """float32: u = (r >> 8)·2⁻²⁴ from the 32-bit halves r of the generator's raw outputs (low
+    half first), the values ``Generator.random(dtype=float32)`` gives on a fresh stream; an odd
+    count of units leaves no half buffered: the next mask starts on a new raw output."""
     if jit and not accel.jit_available():
         pytest.skip("numba is not installed")
-    x = np.ones((3, 5))
+    n, c = int(np.prod(shape)), (int(np.prod(shape)) + 1) // 2   # c raw outputs per mask
+    raw = np.random.default_rng(7).bit_generator.random_raw(2 * c)
+    halves = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=-1).reshape(-1)
+    first, second = halves[:n], halves[2 * c:2 * c + n]
+    x = np.ones(shape, np.float32)
+    layer = Dropout(0.3, rng=7)
     with accel.use_jit(jit):
-        y = Dropout(1e-12, rng=0).forward(x, training=True)
-        np.testing.assert_array_equal(y, np.full_like(x, 1.0 / (1 - 1e-12)))
-        odd = Dropout(0.5, rng=7).forward(x, training=True)
-    np.testing.assert_array_equal(odd, dropout_mask(7, x.shape, np.float64, 0.5))
+        a = layer.forward(x, training=True)
+        b = layer.forward(x, training=True)
+    for y, r in ((a, first), (b, second)):
+        u = (r >> 8).astype(np.float32) * np.float32(2.0 ** -24)
+        np.testing.assert_array_equal(y, ((u < np.float32(0.7)) / np.float32(0.7)).astype(np.float32).reshape(shape))
+    np.testing.assert_array_equal(a, dropout_mask(7, shape, np.float32, 0.3))
 
 
 @pytest.mark.skipif(not accel.jit_available(), reason="numba is not installed")

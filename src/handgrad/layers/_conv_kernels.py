@@ -365,12 +365,28 @@ def conv_forward_rows(flat, W, b, y, a, z, wp):
 
 # -- Dropout (``003`` §4, inverted) ------------------------------------------------------------
 @accel.kernel
-def dropout_forward(x, r, threshold, scale, mask, y):
-    """mask = (r < threshold) · scale and y = x ⊙ mask over flat arrays, in one pass: the same
-    bits as the NumPy lines of ``Dropout._forward`` (``r`` uint32 draws, ``scale`` = 1/keep
-    already in the arrays' dtype)."""
+def dropout_forward(x, u, keep, mask, y):
+    """mask = (u < keep) / keep and y = x ⊙ mask over flat arrays, in one pass; the same bits
+    as NumPy's ``(u < keep).astype(dtype)``, ``*= 1 / keep``, ``x * mask`` (the scale is cast
+    to the arrays' dtype first, as NumPy casts it)."""
+    scale = mask.dtype.type(1.0 / keep)
+    keep_t = u.dtype.type(keep)
     zero = mask.dtype.type(0.0)
     for i in range(x.shape[0]):
-        m = scale if r[i] < threshold else zero
+        m = scale if u[i] < keep_t else zero
+        mask[i] = m
+        y[i] = x[i] * m
+
+
+@accel.kernel
+def dropout_forward_bits(x, r, keep, mask, y):
+    """``dropout_forward`` of float32 arrays from 32-bit draws ``r``: u = (r >> 8)·2⁻²⁴ in the
+    loop (``Dropout``'s docstring), never written out."""
+    scale = mask.dtype.type(1.0 / keep)
+    keep_t = np.float32(keep)
+    ulp = np.float32(2.0 ** -24)
+    zero = mask.dtype.type(0.0)
+    for i in range(x.shape[0]):
+        m = scale if np.float32(r[i] >> 8) * ulp < keep_t else zero
         mask[i] = m
         y[i] = x[i] * m

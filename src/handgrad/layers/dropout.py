@@ -9,13 +9,6 @@ from ..training.rowshard import random_uint32
 from .base import Layer, register
 
 
-def keep_threshold(keep: float) -> int:
-    """The integer T with P(r < T) = T / 2³² closest to ``keep`` for r uniform on [0, 2³²): a
-    unit is kept where its 32-bit draw is below T (within 1.2e-10 of 1 − p; 2³² keeps every
-    unit)."""
-    return int(round(keep * 4294967296.0))
-
-
 @register
 class Dropout(Layer):
     """Inverted dropout (``003`` §4).
@@ -30,12 +23,14 @@ class Dropout(Layer):
 
     Input and output ``(N, ...)``. The mask is drawn from the layer's generator (``rng``);
     ``fit(seed=...)`` gives it one derived from the run's seed. Unit i (in C order) is kept
-    where r_i < T, with r the 32-bit halves of the generator's raw 64-bit outputs
-    (``training.rowshard.raw_uint32``: low half first) and T = round((1 − p)·2³²)
-    (:func:`keep_threshold`), so P(keep) is 1 − p within 1.2e-10. The integers cost half what
-    uniform floats of the same stream do (on the AVX2 machine of ``docs/benchmarks.md``,
-    2.1 against 4.8 ns a unit). With the JIT on, the mask and the output are one compiled pass
-    over the draws (``_conv_kernels.dropout_forward``, the same bits as the NumPy lines).
+    where u_i < 1 − p, u ~ U[0, 1). In float32, u_i = (r_i >> 8)·2⁻²⁴ with r the 32-bit
+    halves of the generator's raw 64-bit outputs, low half first
+    (``training.rowshard.random_uint32``): the floats ``Generator.random(dtype=float32)``
+    makes of the same bits, at half its cost (2.1 against 4.8 ns a unit on the AVX2 machine of
+    ``docs/benchmarks.md``), and no half is left buffered between calls. In float64,
+    ``Generator.random``'s 53-bit uniforms. With the JIT on, the mask and the output are one
+    compiled pass over the draws (``_conv_kernels.dropout_forward_bits`` /
+    ``dropout_forward``, the same bits as the NumPy lines).
     """
 
     _cache = ("_mask",)
@@ -56,20 +51,24 @@ class Dropout(Layer):
             return x
         xp = backend.array_module(x)
         keep = 1.0 - self.p
-        threshold = keep_threshold(keep)
-        r = backend.asarray(random_uint32(self.rng, x.shape), xp=xp)
-        scale = x.dtype.type(1.0 / keep)
-        if xp is numpy and accel.jit_enabled() and x.dtype in (numpy.float32, numpy.float64):
+        jit = xp is numpy and accel.jit_enabled() and x.dtype in (numpy.float32, numpy.float64)
+        if x.dtype == numpy.float32:  # 32 random bits a unit, read from the raw stream
+            draws = backend.asarray(random_uint32(self.rng, x.shape), xp=xp)
+            if not jit:
+                draws = (draws >> 8).astype(numpy.float32) * numpy.float32(2.0 ** -24)
+        else:
+            draws = backend.asarray(self.rng.random(x.shape, dtype=x.dtype), xp=xp)
+        if jit:
             from . import _conv_kernels as _ck  # noqa: PLC0415 - the compiled pass, one over memory
 
             x = numpy.ascontiguousarray(x)
             mask, y = numpy.empty_like(x), numpy.empty_like(x)
-            _ck.dropout_forward(x.reshape(-1), r.reshape(-1), numpy.uint64(threshold), scale, mask.reshape(-1),
-                                y.reshape(-1))
+            kernel = _ck.dropout_forward_bits if draws.dtype == numpy.uint32 else _ck.dropout_forward
+            kernel(x.reshape(-1), draws.reshape(-1), keep, mask.reshape(-1), y.reshape(-1))
             self._mask = mask
             return y
-        mask = (r < threshold).astype(x.dtype) if threshold < 1 << 32 else xp.ones(x.shape, dtype=x.dtype)
-        mask *= scale
+        mask = (draws < keep).astype(x.dtype)
+        mask *= 1.0 / keep
         self._mask = mask
         return x * mask
 
