@@ -189,37 +189,3 @@ def test_gaussian_units_sample_with_unit_variance():
     np.testing.assert_allclose(h.var(0), 1.0, atol=0.03)
     g = rbm.RBM(2, 3, visible="gaussian", rng=0, dtype=np.float64)
     assert abs(rbm.PersistentChain(g, 5000, rng=0).state.std() - 1) < 0.05
-
-
-@pytest.mark.parametrize("jit", [False, True])
-@pytest.mark.parametrize("shape", [(4, 6), (3, 5)], ids=str)
-def test_bernoulli_draws_follow_the_documented_uniforms(jit, shape):
-    """float32: 1 where u < p, u = (r >> 8)·2⁻²⁴ from the raw 32-bit halves (the values
-    ``Generator.random(dtype=float32)`` gives on a fresh stream); float64: ``Generator.random``."""
-    from handgrad import accel
-    from handgrad.rbm.machine import bernoulli
-
-    if jit and not accel.jit_available():
-        pytest.skip("numba is not installed")
-    p = np.random.default_rng(0).random(shape)
-    n = p.size
-    raw = np.random.default_rng(4).bit_generator.random_raw((n + 1) // 2)
-    r = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=-1).reshape(-1)[:n].reshape(shape)
-    u = (r >> 8).astype(np.float32) * np.float32(2.0 ** -24)
-    with accel.use_jit(jit):
-        got32 = bernoulli(p.astype(np.float32), np.random.default_rng(4))
-        got64 = bernoulli(p, np.random.default_rng(4))
-    assert got32.dtype == np.float32 and got64.dtype == np.float64
-    np.testing.assert_array_equal(got32, (u < p.astype(np.float32)).astype(np.float32))
-    if n % 2 == 0:
-        np.testing.assert_array_equal(u, np.random.default_rng(4).random(shape, dtype=np.float32))
-    np.testing.assert_array_equal(got64, (np.random.default_rng(4).random(shape) < p).astype(float))
-
-
-def test_bernoulli_float32_frequencies():
-    from handgrad.rbm.machine import bernoulli
-
-    p = np.linspace(0.0, 1.0, 11, dtype=np.float32)
-    draws = bernoulli(np.tile(p, (40_000, 1)), np.random.default_rng(1))
-    np.testing.assert_allclose(draws.mean(axis=0), p, atol=0.01)
-    assert draws[:, 0].max() == 0 and draws[:, -1].min() == 1

@@ -58,47 +58,10 @@ from __future__ import annotations
 
 import math
 
-import numpy
-
-from .. import accel, backend, init
+from .. import backend, init
 from .._checks import check_finite, check_float_array, check_positive_int
-from ..training.rowshard import random_uint32
 from . import exact as _exact
 from .energy import UNITS, own_term, sigmoid, summed_out
-
-
-_U24 = numpy.float32(2.0 ** -24)
-
-
-@accel.kernel
-def _bernoulli32_kernel(r, p, out):
-    """out = 1 where u < p, else 0, with u = (r >> 8)·2⁻²⁴ from 32-bit draws r: one pass over
-    flat float32 arrays, the same bits as :func:`bernoulli`'s NumPy lines."""
-    one, zero = out.dtype.type(1.0), out.dtype.type(0.0)
-    for i in range(p.shape[0]):
-        u = numpy.float32(r[i] >> 8) * _U24
-        out[i] = one if u < p[i] else zero
-
-
-def bernoulli(mean, gen):
-    """A draw of independent Bernoulli(mean) units: 1 where u < mean, u ~ U[0, 1) from ``gen``.
-
-    float32: u = (r >> 8)·2⁻²⁴ with r the 32-bit halves of the generator's raw 64-bit outputs
-    (``training.rowshard.random_uint32``), exactly how ``Generator.random(dtype=float32)``
-    turns 32 random bits into a float, at half its cost; with the JIT one compiled pass.
-    float64: ``Generator.random``'s 53-bit uniforms."""
-    xp = backend.array_module(mean)
-    if mean.dtype == numpy.float32:
-        r = backend.asarray(random_uint32(gen, mean.shape), xp=xp)
-        if xp is numpy and accel.jit_enabled():
-            p = numpy.ascontiguousarray(mean)
-            out = numpy.empty_like(p)
-            _bernoulli32_kernel(r.reshape(-1), p.reshape(-1), out.reshape(-1))
-            return out
-        u = (r >> 8).astype(numpy.float32) * _U24
-        return (u < mean).astype(mean.dtype)
-    u = backend.asarray(gen.random(mean.shape, dtype=mean.dtype), xp=xp)
-    return (u < mean).astype(mean.dtype)
 
 
 class RBM:
@@ -230,7 +193,8 @@ class RBM:
     def _sample(self, mean, kind, gen):
         xp = backend.array_module(mean)
         if kind == "bernoulli":
-            return bernoulli(mean, gen)
+            u = backend.asarray(gen.random(mean.shape, dtype=mean.dtype), xp=xp)
+            return (u < mean).astype(mean.dtype)
         return mean + backend.asarray(gen.standard_normal(mean.shape, dtype=mean.dtype), xp=xp)
 
     def hidden_mean(self, v):
