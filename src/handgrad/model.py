@@ -131,9 +131,9 @@ class Sequential:
         with self.stateless():
             infer = Inference(self, min(batch_size, x.shape[0]), x)  # batches split over the cores
             for start in range(0, x.shape[0], batch_size):
-                # checked batch by batch, just before its forward reads it from cache (one pass
-                # over the whole input first read it from memory twice); nothing is returned
-                # unless every batch is finite
+                # checked batch by batch, just before its forward reads it again from cache (a
+                # check of the whole input first made every batch come from memory twice);
+                # nothing is returned unless every batch is finite
                 part = x[start:start + batch_size]
                 check_finite(part, "Sequential.predict", "x")
                 xb = backend.asarray(part, dtype=dtype, xp=xp)

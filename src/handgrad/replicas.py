@@ -39,7 +39,7 @@ def replicable(layers) -> bool:
 
 
 def inference_threads(layers, n_rows: int, xb) -> int:
-    """How many threads :func:`forward_in_parts` would use for ``n_rows`` rows (1: none). None
+    """How many threads :func:`forward_in_parts` would use for ``n_rows`` rows (1: none). One
     for a model without a layer that ``splits_well`` (Dense-like layers: the products dominate,
     and BLAS threads them better than split rows do; measured on 2 cores, the MLP preset's
     ``predict`` of 10,240 rows at batch 1024 took 58 ms in one piece, 66 ms in two parts), as

@@ -79,9 +79,9 @@ class RowShardGenerator(numpy.random.Generator):
 
 def raw_uint32(bit_generator, size) -> numpy.ndarray:
     """``size`` uniform 32-bit integers from ``bit_generator``: ⌈n/2⌉ of its raw 64-bit outputs
-    (``BitGenerator.random_raw``), each split into two, its low half first. Half the work of
-    ``Generator.random(dtype=float32)`` per value, which takes 32 bits of the same stream and
-    converts them: the integers keep all 32 bits and need no conversion."""
+    (``BitGenerator.random_raw``), each split into two, its low half first: on a fresh stream
+    the same 32 bits, in the same order, that ``Generator.random(dtype=float32)`` turns into
+    floats, at half its cost (no conversion, no half buffered between calls)."""
     shape = (int(size),) if numpy.isscalar(size) else tuple(int(s) for s in size)
     n = 1
     for d in shape:
