@@ -117,7 +117,9 @@ class Sequential:
 
         A batch of at least 64 rows per thread is split over the threads
         (``handgrad.accel.num_threads()``), each part on a replica of the model sharing its
-        parameters (``handgrad.replicas``); smaller batches run in one piece."""
+        parameters (``handgrad.replicas``); smaller batches, and every batch of a model of
+        Dense-like layers only (no layer that ``splits_well``: BLAS threads its products
+        better), run in one piece."""
         batch_size = check_positive_int(batch_size, "Sequential.predict", "batch_size")
         xp = self.xp
         dtype = self.dtype
