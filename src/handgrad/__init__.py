@@ -15,7 +15,8 @@ import sys as _sys
 if ("numpy" not in _sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
         and _os.environ.get("HANDGRAD_BLAS_TIMEOUT", "").strip() != "0"):
     _os.environ["OPENBLAS_THREAD_TIMEOUT"] = "20"
-from . import backend, data, init, layers, losses, metrics, optim
+from . import accel as _accel, backend, data, init, layers, losses, metrics, optim
+_accel.tune_malloc()  # the arrays of one step reused by the next without page faults
 from .training import callbacks
 from .apps import detection, transfer, visualize  # visualize imports matplotlib only when it draws
 from . import interop  # PyTorch state dicts, ONNX export (torch/onnx imported only when used)
