@@ -96,6 +96,66 @@ def test_parallel_for_raises_a_parts_error_after_all_parts_finish(threads):
     assert done == [0]
 
 
+def test_parallel_for_from_several_threads_at_once_covers_each_index_once(threads):
+    # one caller holds the workers; another runs the same parts one after the other
+    accel.set_num_threads(3)
+    results, errors = {}, []
+
+    def caller(name):
+        try:
+            for _ in range(50):
+                hits = np.zeros(40, dtype=int)
+
+                def fn(a, b):
+                    hits[a:b] += 1
+                accel.parallel_for(40, fn)
+                assert (hits == 1).all()
+            results[name] = True
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    ts = [threading.Thread(target=caller, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=60)
+    assert not errors and len(results) == 3
+
+
+def test_parallel_for_workers_serve_again_after_an_error(threads):
+    accel.set_num_threads(2)
+
+    def bad(a, b):
+        if a:
+            raise KeyError("worker part")
+    with pytest.raises(KeyError):
+        accel.parallel_for(2, bad)
+    hits = np.zeros(10, dtype=int)
+    accel.parallel_for(10, lambda a, b: hits.__setitem__(slice(a, b), hits[a:b] + 1))
+    assert (hits == 1).all()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork")
+def test_parallel_for_in_a_forked_child(threads):
+    import os
+
+    accel.set_num_threads(2)
+    accel.parallel_for(4, lambda a, b: None)  # the parent's workers exist
+    pid = os.fork()
+    if pid == 0:  # the child has no threads of the parent's: new workers serve it
+        code = 1
+        try:
+            import signal
+            signal.alarm(30)  # a hung child ends itself (SIGALRM), failing the test
+            hits = np.zeros(8, dtype=int)
+            accel.parallel_for(8, lambda a, b: hits.__setitem__(slice(a, b), 1))
+            code = 0 if hits.all() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+
+
 def test_parallel_for_gives_the_same_bits_for_any_thread_count(threads):
     x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
     outs = []

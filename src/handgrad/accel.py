@@ -27,7 +27,6 @@ import contextlib
 import os
 import threading
 import types
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 __all__ = ["default_threads", "num_threads", "set_num_threads", "limit_threads", "parallel_for", "split",
@@ -229,29 +228,57 @@ def malloc_settings() -> dict | None:
     return None if _malloc is None else dict(_malloc)
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
+class _Worker:
+    """A persistent thread that runs one task at a time, handed over through two locks: the
+    caller releases ``go``, the thread releases ``done``. Two lock hand-offs, 15-20 µs on the
+    2-core VM, against 65-70 µs for a ``ThreadPoolExecutor`` task (its future, queue and
+    condition variable): :func:`parallel_for` is called a few times per training step."""
+
+    def __init__(self) -> None:
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.task: Callable[[], None] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="handgrad-worker", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        _local.limit = 1  # a part never splits again
+        while True:
+            self.go.acquire()
+            task = self.task
+            if task is None:  # closed
+                return
+            try:
+                task()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                self.error = exc
+            self.task = None
+            self.done.release()
+
+    def start(self, task: Callable[[], None]) -> None:
+        self.task, self.error = task, None
+        self.go.release()
+
+    def wait(self) -> BaseException | None:
+        self.done.acquire()
+        return self.error
 
 
-def _worker_init() -> None:
-    _local.limit = 1  # a part never splits again
+_workers: list[_Worker] = []
+_pool_lock = threading.Lock()  # held by the one parallel_for that uses the workers
 
 
-def _get_pool(workers: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="handgrad", initializer=_worker_init)
-            _pool_size = workers
-        return _pool
+def _get_workers(k: int) -> list[_Worker]:
+    while len(_workers) < k:
+        _workers.append(_Worker())
+    return _workers[:k]
 
 
 def _forget_pool() -> None:  # a forked child inherits no threads
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
+    global _workers, _pool_lock
+    _workers, _pool_lock = [], threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -275,19 +302,26 @@ def parallel_for(n: int, fn: Callable[[int, int], None], *, grain: int = 1, part
             fn(0, n)
         return
     parts = split(n, k)
-    pool = _get_pool(k - 1)
-    futures = [pool.submit(fn, a, b) for a, b in parts[1:]]
-    error = None
-    try:
+    if not _pool_lock.acquire(blocking=False):  # another thread's parallel_for holds the workers
         with limit_threads(1):
-            fn(*parts[0])
-    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other parts
-        error = exc
-    for f in futures:
+            for a, b in parts:  # the same parts, one after the other: the same bits
+                fn(a, b)
+        return
+    try:
+        workers = _get_workers(k - 1)
+        for w, (a, b) in zip(workers, parts[1:]):
+            w.start(lambda a=a, b=b: fn(a, b))
+        error = None
         try:
-            f.result()
-        except BaseException as exc:  # noqa: BLE001
-            error = error or exc
+            with limit_threads(1):
+                fn(*parts[0])
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other parts
+            error = exc
+        for w in workers:  # every part finishes before anything is raised
+            failed = w.wait()
+            error = error or failed
+    finally:
+        _pool_lock.release()
     if error is not None:
         raise error
 

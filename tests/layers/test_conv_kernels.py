@@ -264,3 +264,20 @@ def test_conv_weight_grad_gives_its_documented_bits(kw, oh, wp, dtype):
                         s[1:] = [np.cumsum(acc64[:P - P % 4][k::4])[-1] if P >= 4 else 0.0 for k in (1, 2, 3)]
                     want[d, (c * kh + i) * kw + j] = (s[0] + s[1]) + (s[2] + s[3])
     np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, d, oh, ow, wp", [(1, 1, 1, 1, 1), (3, 6, 28, 28, 32), (2, 16, 10, 10, 14), (5, 2, 3, 4, 8)])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_wide_delta_is_the_transposed_copy_with_zero_columns(m, d, oh, ow, wp, dtype, contiguous):
+    from handgrad.layers import _conv_kernels as ck
+
+    rng = np.random.default_rng(m + d + ow)
+    g = rng.standard_normal((m, d, oh, ow)).astype(dtype)
+    if not contiguous:  # every other row of a taller error
+        g = np.repeat(g, 2, axis=2)[:, :, ::2]
+    out = np.full((d, m, oh, wp), np.nan, dtype)  # whatever the buffer held before
+    ck.wide_delta(g, out)
+    want = np.zeros((d, m, oh, wp), dtype)
+    want[..., :ow] = g.transpose(1, 0, 2, 3)
+    np.testing.assert_array_equal(out, want)

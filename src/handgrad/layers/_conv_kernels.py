@@ -241,6 +241,24 @@ def conv_input_grad(delta, W, acc, wp):
 
 
 @accel.kernel
+def wide_delta(g, out):
+    """A block's error for the wide products in one pass: ``out[d, s, p, q] = g[s, d, p, q]``
+    for q < OW and 0 on the extra columns q ≥ OW of the full-width rows (``g`` (m, D, OH, OW),
+    ``out`` (D, m, OH, Wp)); NumPy's transposed copy and zeroing took 1.6–1.7× as long (a
+    thread's 64 samples of LeNet's first layer: 0.145 against 0.085 ms)."""
+    m, d, oh, ow = g.shape
+    wp = out.shape[3]
+    zero = out.dtype.type(0)
+    for j in range(d):
+        for s in range(m):
+            for p in range(oh):
+                for q in range(ow):
+                    out[j, s, p, q] = g[s, j, p, q]
+                for q in range(ow, wp):
+                    out[j, s, p, q] = zero
+
+
+@accel.kernel
 def conv_weight_grad(delta, flat, a, wp, kh, kw, out):
     """For a block of m samples a:a+m, with δ in the full-width layout ``(D, m, OH·Wp)`` (zero
     on the extra columns) and ``flat`` the padded input ``(N, C, L)`` (``kernels.flat_padded``),

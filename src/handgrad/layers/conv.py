@@ -260,8 +260,11 @@ class Conv2D(Layer):
                     a, z = blocks[q]
                     m, dtype, k = z - a, grad_y.dtype, WmT.shape[0]
                     delta = self._scratch("delta", (d, m, oh, wp), dtype, xp)
-                    delta[..., ow:] = 0
-                    delta[..., :ow] = grad_y[a:z].transpose(1, 0, 2, 3)
+                    if fused:  # the transposed copy and the zeros in one pass
+                        _ck.wide_delta(grad_y[a:z], delta)
+                    else:
+                        delta[..., ow:] = 0
+                        delta[..., :ow] = grad_y[a:z].transpose(1, 0, 2, 3)
                     delta = delta.reshape(d, -1)
                     if self.trainable and direct_W:
                         delta.sum(axis=1, out=part_b[q])
