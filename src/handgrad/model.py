@@ -13,8 +13,21 @@ import numpy
 
 from . import backend
 from ._checks import check_finite, check_option, check_positive_int
+from .layers.activations import ReLU
 from .layers.base import REGISTRY, Layer
+from .layers.conv import Conv2D
 from .replicas import Inference
+
+
+def _conv_relu(layers, i: int) -> bool:
+    """Whether ``layers[i]``, ``layers[i + 1]`` are a ``Conv2D`` and a ``ReLU`` of handgrad's own
+    (not subclasses, no method replaced on the instance): ``Sequential.forward`` then runs them
+    as one pass (``Conv2D.forward_relu``)."""
+    if i + 1 >= len(layers):
+        return False
+    conv, relu = layers[i], layers[i + 1]
+    return (type(conv) is Conv2D and type(relu) is ReLU
+            and not {"forward", "_forward"} & (conv.__dict__.keys() | relu.__dict__.keys()))
 
 
 class Sequential:
@@ -55,8 +68,14 @@ class Sequential:
         if training:  # a new pass: no layer keeps the last pass's arrays while this one runs
             for layer in self.layers:
                 layer._forget()
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        layers, i = self.layers, 0
+        while i < len(layers):
+            if _conv_relu(layers, i) and layers[i].fuses_relu(x):  # the ReLU where the output is made
+                x = layers[i].forward_relu(x, layers[i + 1], training)
+                i += 2
+                continue
+            x = layers[i].forward(x, training)
+            i += 1
         return x
 
     __call__ = forward

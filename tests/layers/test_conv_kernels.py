@@ -220,7 +220,7 @@ def test_conv_kernels_five_tap_passes_give_the_tap_by_tap_bits(kw, oh, wp, dtype
     L = (oh + kh + 1) * wp
     flat = rng.standard_normal((m, C, L)).astype(dtype)
     y = np.empty((m, D, P), dtype)
-    ck.conv_forward_rows(flat, W, np.empty(0, dtype), y, 0, m, wp)
+    ck.conv_forward_rows(flat, W, np.empty(0, dtype), y, 0, m, wp, np.empty((0, 0, 0, 0), dtype))
     np.testing.assert_array_equal(y, _taps_reference("forward", flat, W, wp, P))
     delta = rng.standard_normal((D, m, P)).astype(dtype)
     acc = np.zeros((m, C, L), dtype)

@@ -347,7 +347,7 @@ def col2im_rows(dcols, acc, wp):
 
 
 @accel.kernel
-def conv_forward_rows(flat, W, b, y, a, z, wp):
+def conv_forward_rows(flat, W, b, y, a, z, wp, yc):
     """Samples a:z of a stride-1 convolution in the full-width layout, for few output
     channels: with ``flat`` the padded input ``(N, C, L)`` (``kernels.flat_padded``)::
 
@@ -355,13 +355,19 @@ def conv_forward_rows(flat, W, b, y, a, z, wp):
 
     into ``y`` ``(N, D, OH·Wp)`` (``Conv2D``'s forward; the extra columns are dropped by the
     caller). ``b`` ``(D,)``, or ``(0,)`` for no bias. Each output row stays in L1 cache while
-    its C·kH·kW scaled input rows are added, instead of unrolling the block's columns."""
+    its C·kH·kW scaled input rows are added, instead of unrolling the block's columns.
+
+    With ``yc`` ``(N, D, OH, OW)`` (not empty) the ReLU that follows is fused: ``y`` is one
+    sample's scratch ``(1, D, OH·Wp)`` and each finished row goes to ``yc`` as max(0, y) (the
+    bits of ``relu_forward``), so the full-width output is never written to memory."""
     D, C, kh, kw = W.shape
     P = y.shape[2]
     zero = y.dtype.type(0.0)
+    fused = yc.shape[0] > 0
+    oh, ow = yc.shape[2], yc.shape[3]
     for n in range(a, z):
         for d in range(D):
-            out = y[n, d]
+            out = y[0 if fused else n, d]
             bd = b[d] if b.shape[0] > 0 else zero
             for r in range(P):
                 out[r] = bd
@@ -379,6 +385,29 @@ def conv_forward_rows(flat, W, b, y, a, z, wp):
                         src = flat[n, c, i * wp + j:i * wp + j + P]
                         for r in range(P):
                             out[r] += w * src[r]
+            if fused:
+                for p in range(oh):
+                    for q in range(ow):
+                        v = out[p * wp + q]
+                        yc[n, d, p, q] = v if v > 0 or v != v else zero
+
+
+@accel.kernel
+def bias_relu_compact(yw, b, yc):
+    """yc = max(0, yw + b) on the kept columns of a block's full-width output ``yw``
+    ``(m, D, OH·Wp)`` (``b`` ``(D,)`` or ``(0,)``; ``yc`` ``(m, D, OH, OW)``): a convolution's
+    bias and the ReLU that follows in one pass over the block while it is in cache, with the
+    bits of the bias add and ``relu_forward`` one after the other."""
+    m, D, oh, ow = yc.shape
+    wp = yw.shape[2] // oh
+    zero = yc.dtype.type(0.0)
+    for s in range(m):
+        for d in range(D):
+            bd = b[d] if b.shape[0] > 0 else zero
+            for p in range(oh):
+                for q in range(ow):
+                    v = yw[s, d, p * wp + q] + bd
+                    yc[s, d, p, q] = v if v > 0 or v != v else zero
 
 
 # -- Dropout (``003`` §4, inverted) ------------------------------------------------------------
