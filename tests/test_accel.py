@@ -122,6 +122,33 @@ def test_parallel_for_from_several_threads_at_once_covers_each_index_once(thread
     assert not errors and len(results) == 3
 
 
+def test_run_parts_returns_results_in_order_and_raises_after_all_finish(threads):
+    accel.set_num_threads(3)
+    assert accel.run_parts([]) == []
+    assert accel.run_parts([lambda: 7]) == [7]
+    seen = []
+
+    def task(i):
+        def f():
+            seen.append((i, accel.num_threads()))  # every task runs with a budget of one thread
+            return i * i
+        return f
+    assert accel.run_parts([task(i) for i in range(4)]) == [0, 1, 4, 9]
+    assert sorted(seen) == [(i, 1) for i in range(4)]
+    done = []
+
+    def bad():
+        raise ValueError("task failed")
+
+    def slow():
+        import time
+        time.sleep(0.05)
+        done.append(1)
+    with pytest.raises(ValueError, match="task failed"):
+        accel.run_parts([bad, slow, slow])
+    assert done == [1, 1]
+
+
 def test_parallel_for_workers_serve_again_after_an_error(threads):
     accel.set_num_threads(2)
 

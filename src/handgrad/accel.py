@@ -29,7 +29,7 @@ import threading
 import types
 from typing import Callable
 
-__all__ = ["default_threads", "num_threads", "set_num_threads", "limit_threads", "parallel_for", "split",
+__all__ = ["default_threads", "num_threads", "set_num_threads", "limit_threads", "parallel_for", "run_parts", "split",
            "blas_available", "blas_limit", "tune_malloc", "malloc_settings",
            "jit_available", "jit_enabled", "set_jit", "use_jit", "kernel", "inline"]
 
@@ -302,28 +302,45 @@ def parallel_for(n: int, fn: Callable[[int, int], None], *, grain: int = 1, part
             fn(0, n)
         return
     parts = split(n, k)
-    if not _pool_lock.acquire(blocking=False):  # another thread's parallel_for holds the workers
+    run_parts([lambda a=a, b=b: fn(a, b) for a, b in parts])
+
+
+def run_parts(tasks: list) -> list:
+    """Call every task of ``tasks`` once, side by side: the last in this thread, the others on
+    the persistent workers, every one of them with a budget of one thread
+    (:func:`limit_threads`); returns their results in order. When another thread holds the
+    workers, the tasks run here one after the other (the same work, the same bits). An
+    exception in any task is raised after every task has finished."""
+    results: list = [None] * len(tasks)
+
+    def call(i: int):
+        def task() -> None:
+            results[i] = tasks[i]()
+        return task
+
+    if len(tasks) <= 1 or not _pool_lock.acquire(blocking=False):
         with limit_threads(1):
-            for a, b in parts:  # the same parts, one after the other: the same bits
-                fn(a, b)
-        return
+            for i in range(len(tasks)):
+                call(i)()
+        return results
     try:
-        workers = _get_workers(k - 1)
-        for w, (a, b) in zip(workers, parts[1:]):
-            w.start(lambda a=a, b=b: fn(a, b))
+        workers = _get_workers(len(tasks) - 1)
+        for i, w in enumerate(workers):
+            w.start(call(i))
         error = None
         try:
             with limit_threads(1):
-                fn(*parts[0])
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other parts
+                call(len(tasks) - 1)()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other tasks
             error = exc
-        for w in workers:  # every part finishes before anything is raised
+        for w in workers:  # every task finishes before anything is raised
             failed = w.wait()
             error = error or failed
     finally:
         _pool_lock.release()
     if error is not None:
         raise error
+    return results
 
 
 # -- the optional JIT ------------------------------------------------------------------------
