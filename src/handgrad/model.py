@@ -16,6 +16,7 @@ from ._checks import check_finite, check_option, check_positive_int
 from .layers.activations import ReLU
 from .layers.base import REGISTRY, Layer
 from .layers.conv import Conv2D
+from .layers.pool import MaxPool2D
 from .replicas import Inference
 
 
@@ -28,6 +29,18 @@ def _conv_relu(layers, i: int) -> bool:
     conv, relu = layers[i], layers[i + 1]
     return (type(conv) is Conv2D and type(relu) is ReLU
             and not {"forward", "_forward"} & (conv.__dict__.keys() | relu.__dict__.keys()))
+
+
+def _conv_relu_pool(layers, i: int) -> bool:
+    """Whether ``layers[i - 2 : i + 1]`` are a ``Conv2D``, a ``ReLU`` and a ``MaxPool2D`` of
+    handgrad's own (no method replaced on the instance): ``Sequential.backward`` then runs
+    their backward as one pass where ``Conv2D.backs_through``."""
+    if i < 2:
+        return False
+    trio = layers[i - 2:i + 1]
+    return ([type(layer) for layer in trio] == [Conv2D, ReLU, MaxPool2D]
+            and not {"backward", "_backward", "_backward_checked", "_backward_owned"}
+            & set().union(*(layer.__dict__.keys() for layer in trio)))
 
 
 class Sequential:
@@ -98,7 +111,15 @@ class Sequential:
         # write into it; one from a layer defined elsewhere might alias what that layer keeps.
         given, fresh = grad, False
         xp = backend.array_module(grad)
-        for i in range(len(layers) - 1, first - 1, -1):
+        i = len(layers) - 1
+        while i >= first:
+            if (not record and i - 2 >= first and _conv_relu_pool(layers, i)
+                    and layers[i - 2].backs_through(grad, layers[i - 1], layers[i])):
+                # the max-pool's and the ReLU's backward where the convolution lays out its error
+                grad = layers[i - 2].backward_through(grad, layers[i - 1], layers[i],
+                                                      need_input_grad=input_grad or i - 2 > first)
+                fresh, i = True, i - 3  # the convolution's input gradient is a new array
+                continue
             if record and layers[i].params:
                 xp = backend.array_module(grad)
                 g2 = grad.reshape(grad.shape[0], -1)
@@ -109,6 +130,7 @@ class Sequential:
                 ours = type(layers[i]) is REGISTRY.get(type(layers[i]).__name__)
                 fresh = ours and (fresh or not xp.may_share_memory(out, grad))
             grad = out
+            i -= 1
         return grad if input_grad else None
 
     @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """``Sequential.forward`` runs a ``Conv2D`` followed by a ``ReLU`` as one pass
-(``Conv2D.forward_relu``): the same bits as the two layers called one after the other, the same
+(``Conv2D.forward_relu``), and ``Sequential.backward`` a ``Conv2D``, ``ReLU`` and 2×2 ``MaxPool2D``
+(``Conv2D.backward_through``): the same bits as the two layers called one after the other, the same
 caches (each layer's ``backward`` is valid afterwards), and the plain calls wherever the pair
 cannot be fused (the NumPy path, stride 2, untied biases, a subclass, a replaced method)."""
 from __future__ import annotations
@@ -142,3 +143,90 @@ def test_lenet5_trains_the_same_with_and_without_the_fused_pass(monkeypatch):
         hg.fit(m, hg.losses.SoftmaxCrossEntropy(), opt, x, y, epochs=1, batch_size=32, workers=1, progress_bar=False)
         weights.append([p.copy() for layer in m.layers for p in layer.params.values()])
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
+
+
+# -- backward: Conv2D, ReLU, MaxPool2D(2) in one pass (Conv2D.backward_through) -------------------
+def bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+TRIOS = [  # (N, C, D, k, padding, H): compiled rows (D ≤ 8) and products, odd sizes the pool floors
+    (1, 1, 6, 5, 2, 28), (3, 2, 4, 3, 1, 9), (2, 6, 16, 5, 0, 14), (4, 3, 12, 3, 0, 11), (130, 1, 6, 5, 2, 12),
+]
+
+
+def trio(c, d, k, padding, dtype, pool=lambda: L.MaxPool2D(2), trainable=True):
+    conv = L.Conv2D(c, d, k, padding=padding, rng=2, dtype=dtype)
+    conv.trainable = trainable
+    return hg.Sequential([L.Normalize(0.5, 2.0), conv, L.ReLU(), pool(), L.Flatten()])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c, d, k, padding, h", TRIOS)
+@pytest.mark.parametrize("input_grad, trainable", [(True, True), (False, True), (True, False)])
+def test_backward_through_relu_and_pool_gives_the_bits_of_the_three_calls(n, c, d, k, padding, h, dtype,
+                                                                          input_grad, trainable, monkeypatch):
+    rng = np.random.default_rng(n + d + h)
+    x = rng.standard_normal((n, c, h, h)).astype(dtype)
+    x[0, 0, :3, :3] = 0.5  # a flat patch: ties inside windows, zeros after the ReLU
+    fused, plain = trio(c, d, k, padding, dtype, trainable=trainable), trio(c, d, k, padding, dtype, trainable=trainable)
+    calls = []
+    original = L.Conv2D.backward_through
+    monkeypatch.setattr(L.Conv2D, "backward_through", lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw))
+    y = fused.forward(x, training=True)
+    np.testing.assert_array_equal(y, plain.forward(x, training=True))
+    g = rng.standard_normal(y.shape).astype(dtype)
+    g[0, :5] = -0.0
+    dx = fused.backward(g, input_grad=input_grad)
+    monkeypatch.setattr(model_mod, "_conv_relu_pool", lambda layers, i: False)
+    want = plain.backward(g, input_grad=input_grad)
+    assert calls == ([1] if accel.jit_enabled() else [])
+    if input_grad:
+        np.testing.assert_array_equal(bits(dx), bits(want))
+    else:
+        assert dx is None and want is None
+    assert all(a.keys() == b.keys() and all(np.array_equal(bits(a[k]), bits(b[k])) for k in a)
+               for a, b in zip(grads(fused), grads(plain)))
+
+
+@pytest.mark.skipif(not accel.jit_available(), reason="the fused pass is compiled")
+def test_backward_through_a_nan_window_passes_nothing():
+    x = np.random.default_rng(5).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    x[1, 0, 2, 3] = np.nan
+    fused, plain = trio(1, 3, 3, 1, np.float32), trio(1, 3, 3, 1, np.float32)
+    with np.errstate(invalid="ignore"):
+        y = fused.forward(x, training=True)
+        plain.forward(x, training=True)
+    g = np.ones(y.shape, np.float32)
+    with np.errstate(invalid="ignore"):
+        dx = fused.backward(g)
+        want = backward_by_layers(plain, g)
+    np.testing.assert_array_equal(dx, want)
+
+
+@pytest.mark.parametrize("case", ["avg pool", "pool 3", "pool stride 1", "delta norms", "patched relu",
+                                  "numpy path", "subclass pool"])
+def test_where_the_three_cannot_run_as_one_their_backwards_run_as_before(monkeypatch, case):
+    dtype = np.float32
+
+    class MyPool(L.MaxPool2D):
+        pass
+    pools = {"avg pool": lambda: L.AvgPool2D(2), "pool 3": lambda: L.MaxPool2D(3),
+             "pool stride 1": lambda: L.MaxPool2D(2, stride=1), "subclass pool": lambda: MyPool(2)}
+    make = lambda: trio(2, 3, 3, 1, dtype, pool=pools.get(case, lambda: L.MaxPool2D(2)))  # noqa: E731
+    fused, plain = make(), make()
+    x = np.random.default_rng(6).standard_normal((3, 2, 9, 9)).astype(dtype)
+    if case == "delta norms":
+        fused.record_delta_norms = True
+    if case == "patched relu":
+        original = fused.layers[2]._backward_owned
+        fused.layers[2]._backward_owned = lambda *a, **k: original(*a, **k)
+    monkeypatch.setattr(L.Conv2D, "backward_through", lambda *a, **k: pytest.fail("fused"))
+    with accel.use_jit(case != "numpy path"):
+        y = fused.forward(x, training=True)
+        plain.forward(x, training=True)
+        g = np.random.default_rng(7).standard_normal(y.shape).astype(dtype)
+        np.testing.assert_array_equal(fused.backward(g), backward_by_layers(plain, g))
+    if case == "delta norms":
+        assert set(fused.delta_norms) == {1}

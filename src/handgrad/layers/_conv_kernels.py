@@ -259,6 +259,32 @@ def wide_delta(g, out):
 
 
 @accel.kernel
+def pool_relu_wide_delta(g, idx, y, out):
+    """The error of a convolution under a ReLU and a 2×2, stride-2 max-pool, straight into
+    the block layout of :func:`wide_delta`: with ``g`` the pool's output gradient ``(m, D, PH,
+    PW)``, ``idx`` its winners (offset o = 2i + j, 4: a NaN window), ``y`` the ReLU's output
+    ``(m, D, OH, OW)`` and ``out`` ``(D, m, OH, Wp)``::
+
+        out[d, s, 2p + i, 2q + j] = g[s, d, p, q] · 1[y > 0]   at the winner (i, j) of window (p, q)
+
+    and 0 everywhere else, the extra columns included: the bits of ``maxpool2x2s2_backward``,
+    ``relu_backward_inplace`` and ``wide_delta`` one after the other, without writing the two
+    full-size gradients between them."""
+    m, d, ph, pw = g.shape
+    wp = out.shape[3]
+    one, zero = out.dtype.type(1), out.dtype.type(0)
+    for j in range(d):
+        for s in range(m):
+            out[j, s] = zero
+            for p in range(ph):
+                for q in range(pw):
+                    o = idx[s, j, p, q]
+                    if o < 4:
+                        r, c = 2 * p + (o >> 1), 2 * q + (o & 1)
+                        out[j, s, r, c] = g[s, j, p, q] * (one if y[s, j, r, c] > zero else zero)
+
+
+@accel.kernel
 def conv_weight_grad(delta, flat, a, wp, kh, kw, out):
     """For a block of m samples a:a+m, with δ in the full-width layout ``(D, m, OH·Wp)`` (zero
     on the extra columns) and ``flat`` the padded input ``(N, C, L)`` (``kernels.flat_padded``),

@@ -261,9 +261,36 @@ class Conv2D(Layer):
             buf = _work[key] = xp.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
 
-    def _backward(self, grad_y, need_input_grad: bool):
+    def backward_through(self, grad_p, relu, pool, need_input_grad: bool = True):
+        """``self.backward(relu.backward(pool.backward(grad_p)))`` for the ``ReLU`` and 2×2,
+        stride-2 ``MaxPool2D`` above this layer, after their training forwards, in one pass
+        (``Sequential.backward`` calls it where :meth:`backs_through`): the pool's winners and
+        the ReLU's mask turn the pool's output gradient straight into this layer's block error
+        (``_conv_kernels.pool_relu_wide_delta``), with the bits of the three calls; the two
+        full-size gradients between them are never written."""
+        return self._backward(grad_p, need_input_grad, through=(relu._y, pool._winners))
+
+    def backs_through(self, grad_p, relu, pool) -> bool:
+        """Whether :meth:`backward_through` serves ``grad_p`` for this ``relu`` and ``pool``:
+        a stride-1 layer after a training forward on NumPy float32/float64 with the JIT on, a
+        C-ordered ReLU output of this layer's output shape, and a compiled 2×2, stride-2
+        max-pool of it whose output ``grad_p`` matches."""
+        y, win = relu._y, getattr(pool, "_winners", None)
+        return (isinstance(grad_p, numpy.ndarray) and grad_p.dtype in (numpy.float32, numpy.float64)
+                and accel.jit_enabled() and self.stride == (1, 1) and self.untied_bias is None
+                and self._out_shape is not None and isinstance(y, numpy.ndarray) and y.dtype == grad_p.dtype
+                and y.flags.c_contiguous and tuple(y.shape) == tuple(self._out_shape)
+                and relu._out_shape is not None and tuple(relu._out_shape) == tuple(y.shape)
+                and pool.kernel_size == (2, 2) and pool.stride == (2, 2) and isinstance(win, numpy.ndarray)
+                and win.dtype == numpy.uint8 and tuple(pool._in_shape) == tuple(y.shape)
+                and pool._out_shape is not None and tuple(grad_p.shape) == tuple(pool._out_shape) == win.shape)
+
+    def _backward(self, grad_y, need_input_grad: bool, through=None):
         xp = backend.array_module(grad_y)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if through is not None:  # grad_y is the gradient of the max-pool above the ReLU above
+            relu_y, winners = through
+            g_pool, grad_y = xp.ascontiguousarray(grad_y), relu_y  # grad_y: only its shape and dtype serve
         n, d, oh, ow = grad_y.shape
         W = self.params["W"]
         wide = (sh, sw) == (1, 1)
@@ -299,7 +326,9 @@ class Conv2D(Layer):
                     a, z = blocks[q]
                     m, dtype, k = z - a, grad_y.dtype, WmT.shape[0]
                     delta = self._scratch("delta", (d, m, oh, wp), dtype, xp)
-                    if fused:  # the transposed copy and the zeros in one pass
+                    if through is not None:  # the pool's and the ReLU's backward in the same pass
+                        _ck.pool_relu_wide_delta(g_pool[a:z], winners[a:z], relu_y[a:z], delta)
+                    elif fused:  # the transposed copy and the zeros in one pass
                         _ck.wide_delta(grad_y[a:z], delta)
                     else:
                         delta[..., ow:] = 0
