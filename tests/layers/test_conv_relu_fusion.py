@@ -129,15 +129,16 @@ def test_the_pair_as_the_last_layers_and_a_relu_alone(monkeypatch):
     np.testing.assert_array_equal(pair.backward(g), backward_by_layers(plain, g))
 
 
-def test_lenet5_trains_the_same_with_and_without_the_fused_pass(monkeypatch):
+def test_lenet5_trains_the_same_with_and_without_the_fused_passes(monkeypatch):
     from handgrad import presets
 
     x = np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32)
     y = np.random.default_rng(1).integers(0, 10, 64)
     weights = []
     for fuse in (True, False):
-        if not fuse:
+        if not fuse:  # neither the forward pair nor the backward trio
             monkeypatch.setattr(model_mod, "_conv_relu", lambda layers, i: False)
+            monkeypatch.setattr(model_mod, "_conv_relu_pool", lambda layers, i: False)
         m = presets.lenet5()
         opt = hg.optim.SGD(m, lr=0.05, momentum=0.9)
         hg.fit(m, hg.losses.SoftmaxCrossEntropy(), opt, x, y, epochs=1, batch_size=32, workers=1, progress_bar=False)
