@@ -20,27 +20,40 @@ from .layers.pool import MaxPool2D
 from .replicas import Inference
 
 
+# the methods the fused passes stand in for, as defined: a class whose method was replaced
+# later (a spy, a patch) runs its own calls again
+_AS_DEFINED = {cls: {name: cls.__dict__.get(name, getattr(cls, name)) for name in names} for cls, names in (
+    (Conv2D, ("forward", "_forward", "backward", "_backward", "_backward_checked")),
+    (ReLU, ("forward", "_forward", "backward", "_backward", "_backward_checked", "_backward_owned")),
+    (MaxPool2D, ("forward", "_forward", "backward", "_backward", "_backward_checked", "_backward_owned")))}
+
+
+def _as_defined(layer) -> bool:
+    """Whether ``layer``'s class is exactly one of the fused ones, with its methods as defined
+    and none replaced on the instance."""
+    methods = _AS_DEFINED.get(type(layer))
+    return (methods is not None and not methods.keys() & layer.__dict__.keys()
+            and all(type(layer).__dict__.get(k, getattr(type(layer), k)) is v for k, v in methods.items()))
+
+
 def _conv_relu(layers, i: int) -> bool:
     """Whether ``layers[i]``, ``layers[i + 1]`` are a ``Conv2D`` and a ``ReLU`` of handgrad's own
-    (not subclasses, no method replaced on the instance): ``Sequential.forward`` then runs them
-    as one pass (``Conv2D.forward_relu``)."""
+    (not subclasses, no method replaced on the class or the instance): ``Sequential.forward``
+    then runs them as one pass (``Conv2D.forward_relu``)."""
     if i + 1 >= len(layers):
         return False
     conv, relu = layers[i], layers[i + 1]
-    return (type(conv) is Conv2D and type(relu) is ReLU
-            and not {"forward", "_forward"} & (conv.__dict__.keys() | relu.__dict__.keys()))
+    return type(conv) is Conv2D and type(relu) is ReLU and _as_defined(conv) and _as_defined(relu)
 
 
 def _conv_relu_pool(layers, i: int) -> bool:
     """Whether ``layers[i - 2 : i + 1]`` are a ``Conv2D``, a ``ReLU`` and a ``MaxPool2D`` of
-    handgrad's own (no method replaced on the instance): ``Sequential.backward`` then runs
-    their backward as one pass where ``Conv2D.backs_through``."""
+    handgrad's own (no method replaced on the class or the instance): ``Sequential.backward``
+    then runs their backward as one pass where ``Conv2D.backs_through``."""
     if i < 2:
         return False
     trio = layers[i - 2:i + 1]
-    return ([type(layer) for layer in trio] == [Conv2D, ReLU, MaxPool2D]
-            and not {"backward", "_backward", "_backward_checked", "_backward_owned"}
-            & set().union(*(layer.__dict__.keys() for layer in trio)))
+    return [type(layer) for layer in trio] == [Conv2D, ReLU, MaxPool2D] and all(map(_as_defined, trio))
 
 
 class Sequential:
