@@ -96,6 +96,10 @@ class Sequential:
                 layer._forget()
         layers, i = self.layers, 0
         while i < len(layers):
+            if (_conv_relu_pool(layers, i + 2) and layers[i].fuses_relu_pool(x, layers[i + 2])):
+                x = layers[i].forward_relu_pool(x, layers[i + 1], layers[i + 2], training)  # and the pool in cache
+                i += 3
+                continue
             if _conv_relu(layers, i) and layers[i].fuses_relu(x):  # the ReLU where the output is made
                 x = layers[i].forward_relu(x, layers[i + 1], training)
                 i += 2

@@ -244,3 +244,35 @@ def test_a_method_replaced_on_the_class_runs_again(monkeypatch, cls, name):
     y = m.forward(x, training=True)
     m.backward(np.ones(y.shape, np.float32))
     assert calls  # the spy saw its layer's call: no fused pass stood in for it
+
+
+# -- forward: the max-pool on each block of the ReLU's output (Conv2D.forward_relu_pool) -------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c, d, k, padding, h", TRIOS)
+@pytest.mark.parametrize("pool", [(2, None), (3, None), (2, 1), (3, 2)])
+def test_forward_with_the_pool_gives_the_bits_and_caches_of_the_three_layers(n, c, d, k, padding, h, dtype, pool,
+                                                                             monkeypatch):
+    size, stride = pool
+    make = lambda: trio(c, d, k, padding, dtype, pool=lambda: L.MaxPool2D(size, stride))  # noqa: E731
+    fused, plain = make(), make()
+    rng = np.random.default_rng(n + d + size)
+    x = rng.standard_normal((n, c, h, h)).astype(dtype)
+    x[0, 0, :4, :4] = 0.25  # ties in the windows
+    calls = []
+    original = L.Conv2D.forward_relu_pool
+    monkeypatch.setattr(L.Conv2D, "forward_relu_pool", lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw))
+    y = fused.forward(x, training=True)
+    np.testing.assert_array_equal(bits(y), bits(one_by_one(plain, x)))
+    assert calls == ([1] if accel.jit_enabled() else [])
+    pool_f, pool_p = fused.layers[3], plain.layers[3]
+    np.testing.assert_array_equal(pool_f._winners, pool_p._winners)
+    assert pool_f._in_shape == pool_p._in_shape and pool_f._out_shape == pool_p._out_shape
+    g = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_array_equal(bits(backward_by_layers(fused, g)), bits(backward_by_layers(plain, g)))
+    np.testing.assert_array_equal(fused.forward(x), one_by_one(plain, x, training=False))
+
+
+def test_a_pool_window_larger_than_the_convolution_output_is_the_pools_error():
+    m = trio(1, 2, 3, 0, np.float32, pool=lambda: L.MaxPool2D(4))
+    with pytest.raises(ValueError, match="MaxPool2D"):
+        m.forward(np.zeros((1, 1, 5, 5), np.float32), training=True)  # 3×3 output, 4×4 window

@@ -174,7 +174,39 @@ class Conv2D(Layer):
         return (isinstance(x, numpy.ndarray) and x.dtype in (numpy.float32, numpy.float64) and x.ndim == 4
                 and self.stride == (1, 1) and self.untied_bias is None and accel.jit_enabled())
 
-    def forward_relu(self, x, relu, training: bool = False):
+    def forward_relu_pool(self, x, relu, pool, training: bool = False):
+        """:meth:`forward_relu` followed by ``pool.forward`` (a ``MaxPool2D``), the pool run on
+        each block of the ReLU's output while it is in cache (``Sequential`` calls it where
+        :meth:`fuses_relu_pool`). The three layers keep what their own forwards would, with
+        the same bits."""
+        n, (d, oh, ow) = x.shape[0], self.output_shape(tuple(x.shape[1:]))
+        _, ph, pw = pool.output_shape((d, oh, ow))
+        yp = numpy.empty((n, d, ph, pw), dtype=x.dtype)
+        idx = numpy.empty((n, d, ph, pw), dtype=numpy.uint8 if pool.kernel_size[0] * pool.kernel_size[1] < 255
+                          else numpy.int32)
+
+        def after(a: int, z: int, yc) -> None:  # block a:z of the ReLU's output is done
+            pool._forward_maps(yc[a:z].reshape(-1, oh, ow), yp[a:z].reshape(-1, ph, pw),
+                               idx[a:z].reshape(-1, ph, pw))
+
+        y = self.forward_relu(x, relu, training, after=after)
+        if training:
+            pool._forget()
+            pool._winners, pool._in_shape, pool._out_shape = idx, y.shape, yp.shape
+        return yp
+
+    def fuses_relu_pool(self, x, pool) -> bool:
+        """Whether :meth:`forward_relu_pool` serves ``x`` and this ``pool``: :meth:`fuses_relu`,
+        and the output large enough for the pool's window."""
+        if not self.fuses_relu(x) or x.shape[1] != self.in_channels:
+            return False
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        if x.shape[2] + 2 * ph < kh or x.shape[3] + 2 * pw < kw:
+            return False
+        _, oh, ow = self.output_shape(tuple(x.shape[1:]))
+        return oh >= pool.kernel_size[0] and ow >= pool.kernel_size[1]
+
+    def forward_relu(self, x, relu, training: bool = False, after=None):
         """``relu.forward(self.forward(x, training), training)`` with the ReLU applied where
         each block's output is made (``Sequential`` calls it for a ``Conv2D`` followed by a
         ``ReLU`` when :meth:`fuses_relu`): the convolution's output is never written out and
@@ -185,13 +217,13 @@ class Conv2D(Layer):
         if training:
             self._forget()
             relu._forget()
-        y = self._forward(x, training, relu=True)
+        y = self._forward(x, training, relu=True, after=after)
         if training:
             self._out_shape = y.shape
             relu._y, relu._out_shape = y, y.shape
         return y
 
-    def _forward(self, x, training: bool, relu: bool = False):
+    def _forward(self, x, training: bool, relu: bool = False, after=None):
         xp = backend.array_module(x)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         W, b = self.params["W"], self.params["b"]
@@ -223,12 +255,16 @@ class Conv2D(Layer):
                     if direct:
                         out = y if not relu else self._scratch("row", (1, d, oh * wp), x.dtype, xp)
                         _ck.conv_forward_rows(flat, Wc, bc, out, a, z, wp, yc)
+                        if after is not None:  # (forward_relu_pool: the pool of this block)
+                            after(a, z, yc)
                         continue
                     cols = self._scratch("cols", (z - a, Wm.shape[1], oh * wp), x.dtype, xp)
                     cols = sample_columns(flat, a, z, wp, kh, kw, out=cols)
                     if relu:  # bias and ReLU on the block's product while it is in cache
                         yw = xp.matmul(Wm, cols, out=self._scratch("yblock", (z - a, d, oh * wp), x.dtype, xp))
                         _ck.bias_relu_compact(yw, bvec, yc[a:z])
+                        if after is not None:
+                            after(a, z, yc)
                         continue
                     xp.matmul(Wm, cols, out=y[a:z])
                     if bias is not None:
