@@ -98,7 +98,7 @@ class MaxPool2D(_Pool2D):
 
     def _forward_maps(self, x3, y3, idx3) -> None:
         """The compiled forward of maps ``x3`` ``(M, H, W)``: their maxima into ``y3`` and the
-        winners' offsets into ``idx3`` (also run block by block inside ``Conv2D.forward_relu``,
+        winners' offsets into ``idx3`` (also run block by block inside ``Conv2D.forward_relu_pool``,
         while a block of the ReLU's output is in cache)."""
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         if (kh, kw, sh, sw) == (2, 2, 2, 2):
@@ -155,19 +155,6 @@ class AvgPool2D(_Pool2D):
         if training:
             self._in_shape = x.shape
         return y
-
-    def _forward_maps(self, x3, y3, idx3) -> None:
-        """The compiled forward of maps ``x3`` ``(M, H, W)``: their maxima into ``y3`` and the
-        winners' offsets into ``idx3`` (also run block by block inside ``Conv2D.forward_relu``,
-        while a block of the ReLU's output is in cache)."""
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        if (kh, kw, sh, sw) == (2, 2, 2, 2):
-            if _ck.maxpool2x2s2_forward(x3, y3, idx3):  # a NaN (or inf − inf) somewhere
-                _ck.maxpool2x2_forward(x3, sh, sw, y3, idx3)
-        elif (kh, kw) == (2, 2):
-            _ck.maxpool2x2_forward(x3, sh, sw, y3, idx3)
-        else:
-            _ck.maxpool_forward(x3, kh, kw, sh, sw, y3, idx3)
 
     def _backward(self, grad_y, need_input_grad):
         xp = backend.array_module(grad_y)
